@@ -1,0 +1,120 @@
+"""Application assembly: routers of each domain, the problem+json error renderer, health and
+metrics. Nothing else lives here."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from onceonly import __version__
+from onceonly.db import Database
+from onceonly.errors import PlatformError
+from onceonly.settings import Settings, get_settings
+
+log = logging.getLogger("onceonly")
+PROBLEM = "application/problem+json"
+
+
+def _problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def _install_errors(app: FastAPI) -> None:
+    @app.exception_handler(PlatformError)
+    async def platform_error(request: Request, exc: PlatformError) -> Response:
+        if not request.url.path.startswith("/api/") and exc.status in (401, 403):
+            from onceonly.web.pages import render_error
+
+            return render_error(request, exc)
+        return JSONResponse(exc.problem(), status_code=exc.status, media_type=PROBLEM)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"] if p not in ("body", "query", "path")) or "body",
+             "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"field": "body", "message": "invalid"}
+        return JSONResponse(
+            {"type": "/problems/validation", "title": "Invalid input", "status": 422,
+             "detail": f"{first['field']}: {first['message']}", "field": first["field"], "errors": errors},
+            status_code=422, media_type=PROBLEM,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return _problem(exc.status_code, str(exc.detail), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _problem(500, "Internal error", "an unexpected error occurred; it has been logged")
+
+
+def _install_metrics(app: FastAPI) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    requests = Counter("onceonly_http_requests_total", "HTTP requests", ["method", "route", "status"],
+                       registry=registry)
+    latency = Histogram("onceonly_http_request_seconds", "HTTP request latency", ["method", "route"],
+                        registry=registry)
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Any) -> Response:
+        start = time.perf_counter()
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        requests.labels(request.method, path, str(response.status_code)).inc()
+        latency.labels(request.method, path).observe(time.perf_counter() - start)
+        return response
+
+    return registry
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    db = db or Database(settings)
+    app = FastAPI(
+        title="OnceOnly 政务数据共享交换平台",
+        version=__version__,
+        description="Catalog, store and exchange of a city's government data. Errors are RFC 9457 problem+json.",
+        openapi_tags=[{"name": n} for n in ("organizations", "users", "catalog", "resources", "code lists", "ops")],
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.secret = settings.ensure_secret()
+    _install_errors(app)
+    registry = _install_metrics(app)
+
+    from onceonly.accounts.endpoints import router as accounts_router
+    from onceonly.catalog.endpoints import router as catalog_router
+    from onceonly.web.routes import mount as mount_web
+
+    app.include_router(accounts_router, prefix="/api/v1")
+    app.include_router(catalog_router, prefix="/api/v1")
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness and database check")
+    def healthz() -> Response:
+        try:
+            with db.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # any driver error means unhealthy
+            return JSONResponse({"status": "error", "database": str(exc).splitlines()[0]}, status_code=503)
+        return JSONResponse({"status": "ok", "database": db.engine.dialect.name, "version": __version__})
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=PlainTextResponse)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    mount_web(app)
+    return app
