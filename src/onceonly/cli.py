@@ -77,15 +77,11 @@ def unit_of_work(check_schema: bool = True) -> Iterator[Session]:
 @one_line_errors
 def init() -> None:
     """Create or upgrade the database schema and load the standard catalogs and code lists."""
-    from onceonly.catalog.codelists import load_standard_code_lists
-    from onceonly.catalog.orgs import ensure_standard_catalogs
-    from onceonly.ops.migrate import head_revision, upgrade
+    from onceonly.ops.migrate import head_revision
+    from onceonly.ops.setup import initialize
 
     db = open_db(check_schema=False)
-    upgrade(db.engine)
-    with db.session() as session:
-        ensure_standard_catalogs(session)
-        load_standard_code_lists(session)
+    initialize(db)
     db.dispose()
     console.print(f"database ready at schema {head_revision()} ({settings().masked()['database_url']})")
 
