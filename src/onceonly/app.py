@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from onceonly import __version__
@@ -28,10 +29,18 @@ def _problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
 
 
+NOT_PAGES = ("/api/", "/docs", "/redoc", "/openapi.json", "/static/", "/healthz", "/metrics")
+
+
+def _is_page(request: Request) -> bool:
+    """Web pages get HTML error pages; everything machine-facing gets problem+json."""
+    return not request.url.path.startswith(NOT_PAGES)
+
+
 def _install_errors(app: FastAPI) -> None:
     @app.exception_handler(PlatformError)
     async def platform_error(request: Request, exc: PlatformError) -> Response:
-        if not request.url.path.startswith("/api/") and exc.status in (401, 403):
+        if _is_page(request):
             from onceonly.web.pages import render_error
 
             return render_error(request, exc)
@@ -53,12 +62,47 @@ def _install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _is_page(request):
+            from onceonly.web.pages import render_error
+
+            return render_error(request, PlatformError(str(exc.detail), status=exc.status_code))
         return _problem(exc.status_code, str(exc.detail), str(exc.detail))
+
+    @app.exception_handler(DataError)
+    async def data_error(request: Request, exc: DataError) -> Response:
+        # The database refused a value the schemas let through (e.g. a NUL character, which
+        # PostgreSQL cannot store): bad input, not a server fault.
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "invalid value"
+        return _problem(422, "Invalid input", f"the database refused a value: {reason}")
+
+    @app.exception_handler(IntegrityError)
+    async def integrity_error(request: Request, exc: IntegrityError) -> Response:
+        # Services check uniqueness first; reaching the constraint means a concurrent request won.
+        return _problem(409, "Conflict", "the change conflicts with another one made at the same time; retry")
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _problem(500, "Internal error", "an unexpected error occurred; it has been logged")
+
+
+def _route_label(request: Request) -> str:
+    """The matched path template including the router prefix, e.g. /api/v1/orgs/{code}.
+
+    FastAPI may report an included router's route without its prefix ("/orgs"), which would
+    lump /api/v1/orgs together with any other router's /orgs; the prefix is recovered as the part
+    of the request path before the route's own (rendered) template."""
+    route = request.scope.get("route")
+    template = getattr(route, "path", None)
+    if not isinstance(template, str):
+        return "unmatched"
+    try:
+        tail = str(getattr(route, "path_format", template)).format(
+            **{k: str(v) for k, v in request.path_params.items()})
+    except (KeyError, IndexError, ValueError):
+        return template
+    path = str(request.scope.get("path", ""))
+    return path[: len(path) - len(tail)] + template if tail and path.endswith(tail) else template
 
 
 def _install_metrics(app: FastAPI) -> CollectorRegistry:
@@ -72,8 +116,7 @@ def _install_metrics(app: FastAPI) -> CollectorRegistry:
     async def measure(request: Request, call_next: Any) -> Response:
         start = time.perf_counter()
         response: Response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
+        path = _route_label(request)
         requests.labels(request.method, path, str(response.status_code)).inc()
         latency.labels(request.method, path).observe(time.perf_counter() - start)
         return response
@@ -98,10 +141,12 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     from onceonly.accounts.endpoints import router as accounts_router
     from onceonly.catalog.endpoints import router as catalog_router
+    from onceonly.catalog.transfer_endpoints import router as transfer_router
     from onceonly.web.routes import mount as mount_web
 
     app.include_router(accounts_router, prefix="/api/v1")
     app.include_router(catalog_router, prefix="/api/v1")
+    app.include_router(transfer_router, prefix="/api/v1")
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and database check")
     def healthz() -> Response:

@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.orm import Session
 
@@ -28,7 +29,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    # escape: a message quoting user input like "[/x]" must print as is, not break Rich markup.
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -67,7 +69,7 @@ def unit_of_work(check_schema: bool = True) -> Iterator[Session]:
     """One transaction for the command: all of it commits or none of it."""
     db = open_db(check_schema)
     try:
-        with db.session() as session:
+        with db.session(write=True) as session:
             yield session
     finally:
         db.dispose()
@@ -131,5 +133,5 @@ def main() -> None:
         _register_subapps()
         app()
     except PlatformError as exc:  # e.g. a bad setting while building settings
-        err.print(f"error: {exc.message}", highlight=False, soft_wrap=True)
+        err.print(f"error: {escape(exc.message)}", highlight=False, soft_wrap=True)
         sys.exit(1)

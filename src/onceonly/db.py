@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -60,6 +60,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+SQLITE_BEGIN = "onceonly_sqlite_begin"
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -76,7 +79,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN")
+            conn.exec_driver_sql(conn.get_execution_options().get(SQLITE_BEGIN, "BEGIN"))
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
@@ -100,17 +103,30 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.url = settings.effective_database_url
-        self.engine = make_engine(self.url)
+        try:
+            self.engine = make_engine(self.url)
+        except (ArgumentError, ValueError, ImportError) as exc:  # malformed URL, unknown driver
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"setting ONCEONLY_DATABASE_URL: {mask_url(self.url)}: {reason}") from None
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite: a unit of work that will write takes the write lock at BEGIN (BEGIN IMMEDIATE).
+        # With a plain (deferred) BEGIN, a transaction that reads and then writes fails at once
+        # with "database is locked" if another writer committed in between (its WAL snapshot is
+        # stale, so busy_timeout cannot help); taken up front, writers wait their turn instead.
+        self._writer = self.engine.execution_options(**{SQLITE_BEGIN: "BEGIN IMMEDIATE"})
 
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A unit of work: commit on success, roll back on any error."""
-        session = self.sessions()
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        """A unit of work: commit on success, roll back on any error.
+
+        Pass write=True when it will change data and may run concurrently with other writers
+        (requests, jobs): on SQLite it then waits for the write lock up front instead of failing
+        half-way; readers are not blocked (WAL). No effect on PostgreSQL."""
+        session = self.sessions(bind=self._writer) if write and self.is_sqlite else self.sessions()
         try:
             yield session
             session.commit()

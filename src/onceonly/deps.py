@@ -1,7 +1,7 @@
 """Shared FastAPI dependencies: the database session per request and the calling staff actor.
 
-The request owns the transaction: `get_session` commits after the endpoint returns and rolls
-back on any error, so services only flush."""
+The request owns the transaction: `get_session` commits after the endpoint returns (before the
+response goes out) and rolls back on any error, so services only flush."""
 
 from __future__ import annotations
 
@@ -28,12 +28,17 @@ def get_settings_dep(request: Request) -> Settings:
     return settings
 
 
-def get_session(db: Annotated[Database, Depends(get_db)]) -> Iterator[Session]:
-    with db.session() as session:
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_session(request: Request, db: Annotated[Database, Depends(get_db)]) -> Iterator[Session]:
+    with db.session(write=request.method not in SAFE_METHODS) as session:
         yield session
 
 
-DbSession = Annotated[Session, Depends(get_session)]
+# scope="function": commit (or roll back) when the endpoint returns, before the response is sent,
+# so a client never sees success for a transaction that then fails to commit.
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def client_ip(request: Request) -> str | None:
@@ -44,8 +49,8 @@ def current_actor(request: Request, session: DbSession) -> Actor:
     """A staff member by personal API token (Bearer) or, for the web, by session cookie."""
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
-        user = accounts.resolve_api_token(session, auth[7:].strip())
-        return accounts.actor_for(user, client_ip(request), via="api")
+        token_user = accounts.resolve_api_token(session, auth[7:].strip())
+        return accounts.actor_for(token_user, client_ip(request), via="api")
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         settings: Settings = request.app.state.settings

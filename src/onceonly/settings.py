@@ -70,9 +70,9 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _url_scheme(cls, value: str) -> str:
-        if value and not value.startswith(("sqlite", "postgresql")):
+        if value and not value.startswith(("sqlite", "postgresql", "postgres://")):
             raise ValueError("must start with sqlite:// or postgresql+psycopg://")
-        if value.startswith("postgresql://") or value.startswith("postgres://"):
+        if value.startswith(("postgresql://", "postgres://")):
             value = "postgresql+psycopg://" + value.split("://", 1)[1]
         return value
 

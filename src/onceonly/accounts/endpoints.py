@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
@@ -25,8 +25,10 @@ from onceonly.deps import CurrentActor, DbSession
 from onceonly.errors import NotFound, PermissionDenied
 
 router = APIRouter(tags=["users"])
-ERRORS = {401: {"description": "Not signed in"}, 403: {"description": "Role may not do this"},
-          422: {"description": "Invalid input (problem+json names the field)"}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Not signed in"}, 403: {"description": "Role may not do this"},
+    422: {"description": "Invalid input (problem+json names the field)"},
+}
 
 
 def user_out(u: User) -> UserOut:

@@ -14,7 +14,7 @@ class UserIn(BaseModel):
     username: str = Field(min_length=2, max_length=64)
     role: Role
     org: str | None = Field(default=None, description="Organization code for department roles")
-    display_name: str = ""
+    display_name: str = Field(default="", max_length=100)
 
 
 class UserOut(BaseModel):

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from onceonly.accounts import repository as repo
@@ -71,9 +73,20 @@ def create_user(
     return user, password
 
 
+def _require_manage(actor: Actor, user: User) -> None:
+    """May `actor` manage this account? A department admin only manages its own department's
+    stewards and reviewers (never a platform account, whose org is None)."""
+    actor.require("user.manage", user.org_id)
+    if actor.role == "dept_admin" and (
+        user.org_id is None or user.org_id != actor.org_id or user.role not in ROLES_A_DEPT_ADMIN_MAY_GRANT
+    ):
+        raise PermissionDenied(
+            f"a department admin may only manage {', '.join(sorted(ROLES_A_DEPT_ADMIN_MAY_GRANT))} of its own org")
+
+
 def set_password(session: Session, actor: Actor, user: User, new_password: str) -> None:
     if actor.user_id != user.id:
-        actor.require("user.manage", user.org_id)
+        _require_manage(actor, user)
     if problem := complexity_problem(new_password):
         raise ValidationFailed(problem, field="password")
     user.password_hash = hash_password(new_password)
@@ -83,7 +96,7 @@ def set_password(session: Session, actor: Actor, user: User, new_password: str) 
 
 
 def set_active(session: Session, actor: Actor, user: User, active: bool) -> None:
-    actor.require("user.manage", user.org_id)
+    _require_manage(actor, user)
     user.active = active
     if not active:
         end_all_sessions(session, user)
@@ -93,12 +106,16 @@ def set_active(session: Session, actor: Actor, user: User, active: bool) -> None
 def authenticate(session: Session, username: str, password: str, ip: str | None,
                  max_failed: int, lockout_minutes: int) -> User:
     """Check a password; after `max_failed` failures in a row the account locks for a while.
-    Failures are recorded too, since they matter to the security admin."""
+    Failures are recorded too, since they matter to the security admin.
+
+    The failure count and its record are added to the session before the error is raised: the
+    caller must still COMMIT them (catch the error inside its unit of work), or a rollback would
+    undo the count and the lockout could never trigger."""
     user = repo.user_by_name(session, username)
     now = utcnow()
     anon = Actor(user_id=None, username=username[:64] or "?", role="anonymous", ip=ip)
     if user is None or not user.active:
-        verify_password(_DUMMY_HASH, password)  # same cost whether or not the user exists
+        verify_password(_dummy_hash(), password)  # same cost whether or not the user exists
         record(session, anon, "auth.login", f"user:{username[:64]}", outcome="denied")
         raise AuthenticationRequired("用户名或密码错误 / wrong username or password")
     if user.locked_until and user.locked_until > now:
@@ -120,7 +137,10 @@ def authenticate(session: Session, username: str, password: str, ip: str | None,
     return user
 
 
-_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """Made on first use, not at import: every CLI command imports this module."""
+    return hash_password(secrets.token_urlsafe(16))
 
 
 def _actor_of(user: User, ip: str | None, via: str = "web") -> Actor:
@@ -137,6 +157,17 @@ def start_web_session(session: Session, user: User, ip: str | None) -> str:
     return token
 
 
+def _touch(session: Session, row: WebSession | ApiToken, attr: str, now: datetime) -> None:
+    """Best-effort "last seen" stamp, in a savepoint: in a read-only request on SQLite a
+    concurrent writer can make this one write fail ("database is locked"); the request must
+    still be answered, and the next one records the time."""
+    try:
+        with session.begin_nested():
+            setattr(row, attr, now)
+    except OperationalError:
+        pass
+
+
 def resolve_web_session(session: Session, token: str, idle_minutes: int) -> User | None:
     """The user of a live session; a session idle longer than the timeout is ended."""
     ws = repo.web_session_by_hash(session, sm3_hex(token))
@@ -147,7 +178,7 @@ def resolve_web_session(session: Session, token: str, idle_minutes: int) -> User
         ws.ended_at = now
         return None
     if now - ws.last_seen_at > timedelta(seconds=30):  # limit writes on busy pages
-        ws.last_seen_at = now
+        _touch(session, ws, "last_seen_at", now)
     return ws.user
 
 
@@ -169,7 +200,7 @@ def create_api_token(session: Session, actor: Actor, user: User, name: str,
                      days: int | None = 365) -> tuple[ApiToken, str]:
     """A personal token for scripts. Only its SM3 hash is stored; the token is shown once."""
     if actor.user_id != user.id:
-        actor.require("user.manage", user.org_id)
+        _require_manage(actor, user)
     token, digest = new_token(TOKEN_PREFIX)
     row = ApiToken(user_id=user.id, name=name[:100] or "token", token_hash=digest, hint=token[-4:],
                    expires_at=utcnow() + timedelta(days=days) if days else None)
@@ -181,7 +212,7 @@ def create_api_token(session: Session, actor: Actor, user: User, name: str,
 
 def revoke_api_token(session: Session, actor: Actor, token: ApiToken) -> None:
     if actor.user_id != token.user_id:
-        actor.require("user.manage", token.user.org_id)
+        _require_manage(actor, token.user)
     token.revoked_at = utcnow()
     record(session, actor, "token.revoke", f"user:{token.user.username}", {"token_id": token.id})
 
@@ -194,7 +225,7 @@ def resolve_api_token(session: Session, token: str) -> User:
     if not row.user.active:
         raise AuthenticationRequired("the token's user is disabled")
     if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=5):
-        row.last_used_at = now
+        _touch(session, row, "last_used_at", now)
     return row.user
 
 

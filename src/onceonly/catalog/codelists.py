@@ -142,4 +142,4 @@ def mapping_dict(session: Session, org_id: int, code: str) -> dict[str, str]:
 
 def code_list_out(cl: CodeList, size: int) -> CodeListOut:
     return CodeListOut(code=cl.code, name=cl.name, source=cl.source, source_date=cl.source_date,
-                       standard=cl.standard, org=None, size=size)
+                       standard=cl.standard, org=cl.org.code if cl.org else None, size=size)

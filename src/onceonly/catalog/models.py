@@ -142,6 +142,8 @@ class CodeList(Base):
     standard: Mapped[bool] = mapped_column(Boolean, default=False)
     org_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
 
+    org: Mapped[Organization | None] = relationship()
+
 
 class Code(Base):
     __tablename__ = "codes"

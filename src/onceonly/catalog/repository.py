@@ -78,6 +78,8 @@ def search_resources(
     stmt = select(Resource).join(Organization, Resource.provider_id == Organization.id).join(
         Category, Resource.category_id == Category.id
     )
+    if q and "\x00" in q:  # no stored text holds NUL (PostgreSQL cannot even take it as a parameter)
+        return [], 0
     if q:
         like = f"%{_escape_like(q)}%"
         stmt = stmt.where(or_(

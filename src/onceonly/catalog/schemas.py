@@ -21,6 +21,7 @@ from onceonly.catalog.vocab import (
     UpdateCycle,
 )
 
+ALL_MODES: tuple[ShareMode, ...] = ("verify", "query", "api", "bulk")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 SYSTEM_COLUMNS = {"_version", "_created_at", "_updated_at", "_batch_id", "_deleted"}
 
@@ -85,10 +86,10 @@ class ResourceSpec(BaseModel):
     catalog: str = Field(description="Catalog code, e.g. 101 (basic/人口) or 305 (department)")
     category: str = Field(default="001", pattern=r"^\d{3}$", description="目 within the catalog")
     summary: str = ""
-    format: str = "数据库"
+    format: str = Field(default="数据库", max_length=40)
     share_type: ShareType = "conditional"
     share_condition: str | None = None
-    share_modes: list[ShareMode] = Field(default_factory=lambda: ["verify", "query", "api", "bulk"])
+    share_modes: list[ShareMode] = Field(default_factory=lambda: list(ALL_MODES))
     open_type: OpenType = "closed"
     open_condition: str | None = None
     update_cycle: UpdateCycle = "daily"
@@ -131,7 +132,7 @@ class ResourcePatch(BaseModel):
 
     title: str | None = None
     summary: str | None = None
-    format: str | None = None
+    format: str | None = Field(default=None, max_length=40)
     share_type: ShareType | None = None
     share_condition: str | None = None
     share_modes: list[ShareMode] | None = None
@@ -209,7 +210,7 @@ class CodeListIn(BaseModel):
     code: str = Field(pattern=r"^[A-Za-z0-9_./ -]{1,40}$")
     name: str = Field(min_length=1, max_length=100)
     source: str = ""
-    source_date: str | None = None
+    source_date: str | None = Field(default=None, max_length=20)
     org: str | None = None
     codes: list[tuple[str, str]] = Field(default_factory=list, description="[code, name] pairs")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.orm import Session
 
 from onceonly.accounts.actor import Actor
@@ -55,10 +56,10 @@ def _field_row(spec: FieldSpec, position: int) -> Field:
 
 def field_spec(field: Field) -> FieldSpec:
     c = field.constraints or {}
-    return FieldSpec(name=field.name, title=field.title, type=field.type,  # type: ignore[arg-type]
+    return FieldSpec(name=field.name, title=field.title, type=field.type,
                      length=field.length, required=field.required, unique=field.unique,
-                     description=field.description, sensitivity=field.sensitivity,  # type: ignore[arg-type]
-                     check=field.check, code_list=field.code_list,  # type: ignore[arg-type]
+                     description=field.description, sensitivity=field.sensitivity,
+                     check=field.check, code_list=field.code_list,
                      enum=c.get("enum"), minimum=c.get("minimum"), maximum=c.get("maximum"),
                      pattern=c.get("pattern"))
 
@@ -71,8 +72,20 @@ def _category_for(session: Session, spec: ResourceSpec) -> Category:
     return cat
 
 
-def create_resource(session: Session, actor: Actor, spec: ResourceSpec) -> Resource:
-    """A new resource as a draft, with its code numbered within its category."""
+def _claim_code(session: Session, category: Category, wanted: str | None) -> str:
+    prefix = f"{category.catalog.code}{category.code}/"
+    if wanted and wanted.startswith(prefix) and wanted[len(prefix):].isdigit() and len(wanted) == len(prefix) + 6 \
+            and repo.resource_by_code(session, wanted) is None:
+        category.next_sequence = max(category.next_sequence, int(wanted[len(prefix):]) + 1)
+        return wanted
+    code = f"{prefix}{category.next_sequence:06d}"
+    category.next_sequence += 1
+    return code
+
+
+def create_resource(session: Session, actor: Actor, spec: ResourceSpec, code: str | None = None) -> Resource:
+    """A new resource as a draft, with its code numbered within its category. An import may
+    keep the code it was exported with, when it fits the category and is free."""
     provider = get_org(session, spec.provider)
     actor.require("resource.edit", provider.id)
     if repo.versions_of(session, spec.name):
@@ -81,8 +94,7 @@ def create_resource(session: Session, actor: Actor, spec: ResourceSpec) -> Resou
     if category.catalog.kind == "department" and category.catalog.org_id != provider.id:
         raise ValidationFailed(f"catalog {spec.catalog} belongs to another department", field="catalog")
     _check_code_lists(session, spec.fields)
-    code = f"{category.catalog.code}{category.code}/{category.next_sequence:06d}"
-    category.next_sequence += 1
+    code = _claim_code(session, category, code)
     res = Resource(
         name=spec.name, version=1, code=code, provider_id=provider.id, category_id=category.id,
         key_fields=list(spec.key_fields), query_fields=list(spec.query_fields), status="draft",
@@ -104,12 +116,12 @@ def update_resource(session: Session, actor: Actor, res: Resource, patch: Resour
     changes: dict[str, Any] = patch.model_dump(exclude_unset=True)
     if res.status == "published":
         _check_published_change(res, patch)
-    for attr in METADATA_ATTRS:
-        if attr in changes:
-            setattr(res, attr, changes[attr])
     if patch.fields is not None:
         _check_code_lists(session, patch.fields)
-    merged = ResourceSpec.model_validate({**spec_of(res).model_dump(), **changes})  # re-check the whole
+    merged = _merged_spec(res, changes)  # re-check the whole before touching the row
+    for attr in METADATA_ATTRS:  # as validated (e.g. share_type none clears share_modes)
+        if getattr(res, attr) != getattr(merged, attr):
+            setattr(res, attr, getattr(merged, attr))
     new_fields: list[FieldSpec] = []
     if res.status == "draft":
         res.fields.clear()
@@ -118,13 +130,13 @@ def update_resource(session: Session, actor: Actor, res: Resource, patch: Resour
         res.key_fields = list(merged.key_fields)
     elif patch.fields is not None:
         by_name = {f.name: f for f in res.fields}
-        for i, f in enumerate(merged.fields):
+        for f in merged.fields:
             if f.name in by_name:
                 by_name[f.name].title, by_name[f.name].description = f.title, f.description
                 by_name[f.name].sensitivity = f.sensitivity
             else:
                 new_fields.append(f)
-                res.fields.append(_field_row(f, i))
+                res.fields.append(_field_row(f, len(res.fields)))
     added_queries = [q for q in merged.query_fields if q not in res.query_fields]
     res.query_fields = list(merged.query_fields)
     session.flush()
@@ -134,6 +146,17 @@ def update_resource(session: Session, actor: Actor, res: Resource, patch: Resour
         add_columns(session, res, [f.name for f in new_fields], added_queries)
     record(session, actor, "resource.update", f"resource:{res.code}", {"changed": sorted(changes)})
     return res
+
+
+def _merged_spec(res: Resource, changes: dict[str, Any]) -> ResourceSpec:
+    """The resource with the changes applied, validated as a whole; a rule that fails (e.g. a key
+    field that is not among the fields) is a ValidationFailed naming it, not an internal error."""
+    try:
+        return ResourceSpec.model_validate({**spec_of(res).model_dump(), **changes})
+    except PydanticValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        raise ValidationFailed(f"{where}: {err['msg']}", field=where) from None
 
 
 def _check_published_change(res: Resource, patch: ResourcePatch) -> None:
@@ -159,6 +182,8 @@ def _check_published_change(res: Resource, patch: ResourcePatch) -> None:
             if f.required or f.unique:
                 refuse(f"new field {f.name} must be nullable and not unique", f"fields[{i}].required")
             continue
+        if f.name in res.key_fields and not f.required:  # key fields are required implicitly
+            f = f.model_copy(update={"required": True})
         for attr in SCHEMA_ATTRS:
             if getattr(old, attr) != getattr(f, attr):
                 refuse(f"field {f.name}.{attr} cannot change", f"fields[{i}].{attr}")
@@ -237,7 +262,7 @@ def resource_out(res: Resource) -> ResourceOut:
         share_condition=res.share_condition, share_modes=list(res.share_modes), open_type=res.open_type,
         open_condition=res.open_condition, update_cycle=res.update_cycle, publish_date=res.publish_date,
         related=list(res.related), key_fields=list(res.key_fields), query_fields=list(res.query_fields),
-        status=res.status,  # type: ignore[arg-type]
+        status=res.status,
         table_name=res.table_name, previous_id=res.previous_id, updated_at=res.updated_at,
         fields=[field_spec(f) for f in res.fields],
     )

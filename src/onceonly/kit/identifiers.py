@@ -10,7 +10,6 @@ import re
 from datetime import date
 
 from stdnum.cn import ric, uscc
-from stdnum.exceptions import ValidationError as StdnumError
 
 from onceonly.kit.divisions import is_known_division
 
@@ -77,13 +76,13 @@ def citizen_id_sex(value: str) -> str:
 
 def normalize_uscc(value: str) -> str:
     raw = value.strip().upper()
-    if len(raw) != 18 or any(ch not in _USCC_ALPHABET for ch in raw):
+    # GB 32100: positions 1-2 (registration authority, kind) may be letters, e.g. N2 for rural
+    # collective economic organizations or Y1; python-stdnum's validate() wrongly insists on digits
+    # there, so only its check-character arithmetic is used.
+    if len(raw) != 18 or any(ch not in _USCC_ALPHABET for ch in raw) or not raw[2:8].isdigit():
         raise IdentifierError("uscc.format")
-    try:
-        uscc.validate(raw)
-    except StdnumError as exc:
-        rule = "uscc.check_digit" if isinstance(exc, uscc.InvalidChecksum) else "uscc.format"
-        raise IdentifierError(rule) from None
+    if uscc.calc_check_digit(raw[:17]) != raw[17]:
+        raise IdentifierError("uscc.check_digit")
     if org_code_check(raw[8:16]) != raw[16]:
         raise IdentifierError("uscc.organization_code")
     return raw

@@ -12,6 +12,6 @@ def initialize(db: Database) -> None:
     from onceonly.ops.migrate import upgrade
 
     upgrade(db.engine)
-    with db.session() as session:
+    with db.session(write=True) as session:
         ensure_standard_catalogs(session)
         load_standard_code_lists(session)

@@ -5,8 +5,9 @@ sequence. An identical row writes nothing; the caller's transaction makes a batc
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
@@ -78,7 +79,12 @@ def add_columns(session: Session, res: Resource, names: Sequence[str], new_query
             conn.execute(CreateIndex(index, if_not_exists=True))
 
 
-def _key_of(row: dict[str, Any], keys: Sequence[str]) -> tuple[Any, ...]:
+def _as_utc(value: datetime) -> datetime:
+    """Stored datetimes come back aware in UTC; compare like with like (naive means UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _key_of(row: Mapping[Any, Any], keys: Sequence[str]) -> tuple[Any, ...]:
     return tuple(row[k] for k in keys)
 
 
@@ -130,6 +136,7 @@ def _upsert_chunk(session: Session, res: Resource, chunk: list[dict[str, Any]],
     table = table_for(res)
     keys = list(res.key_fields)
     fields = [f.name for f in res.fields]
+    instants = [f.name for f in res.fields if f.type == "datetime"]
     incoming: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in chunk:
         for k in keys:
@@ -138,6 +145,8 @@ def _upsert_chunk(session: Session, res: Resource, chunk: list[dict[str, Any]],
         unknown = set(row) - set(fields)
         if unknown:
             raise ValidationFailed(f"unknown fields: {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
+        if any(isinstance(row.get(f), datetime) for f in instants):
+            row = {**row, **{f: _as_utc(row[f]) for f in instants if isinstance(row.get(f), datetime)}}
         incoming[_key_of(row, keys)] = row  # a key repeated in one chunk: the last row wins
     key_cols = [table.c[k] for k in keys]
     conn = session.connection()

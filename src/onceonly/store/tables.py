@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
     Date,
-    DateTime,
     Double,
     Index,
     Integer,
@@ -34,7 +36,17 @@ def table_name_for(res: Resource) -> str:
     return f"{TABLE_PREFIX}{res.name}_v{res.version}"
 
 
-def column_type(field: Field) -> TypeEngine[object]:
+def index_name(table: str, column: str) -> str:
+    """ix_<table>_<column>, within PostgreSQL's 63 chars: a long name is cut and made unique by a
+    hash (plain cutting gave two query fields with a common prefix the same name, and
+    CREATE INDEX IF NOT EXISTS then silently skipped the second)."""
+    name = f"ix_{table}_{column}"
+    if len(name) <= 63:
+        return name
+    return f"{name[:54]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def column_type(field: Field) -> TypeEngine[Any]:
     match field.type:
         case "string":
             return String(field.length) if field.length and field.length <= 4000 else Text()
@@ -46,8 +58,8 @@ def column_type(field: Field) -> TypeEngine[object]:
             return Boolean()
         case "date":
             return Date()
-        case "datetime":
-            return DateTime()
+        case "datetime":  # an instant: timestamptz on PostgreSQL, UTC on SQLite; naive means UTC
+            return UTCDateTime()
     raise ValueError(f"unknown field type {field.type}")
 
 
@@ -75,7 +87,7 @@ def table_for(res: Resource) -> Table:
     table = Table(name, resource_metadata, *cols)
     for q in res.query_fields:
         if q not in res.key_fields[:1]:
-            Index(f"ix_{name}_{q}"[:63], table.c[q])
+            Index(index_name(name, q), table.c[q])
     _cache[sig] = table
     return table
 

@@ -1,9 +1,24 @@
-"""Web pages mount point (filled in by the web shell)."""
+"""Web pages mount point: the staff console's pages, static assets and browser hardening."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from onceonly.web import auth_pages, catalog_pages, home_pages
+from onceonly.web.i18n import load_all
+from onceonly.web.security import SecurityHeadersMiddleware
+
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 def mount(app: FastAPI) -> None:
     """Attach the staff console pages and static assets."""
+    load_all()
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(auth_pages.router)
+    app.include_router(home_pages.router)
+    app.include_router(catalog_pages.router)

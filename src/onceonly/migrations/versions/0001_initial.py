@@ -235,6 +235,8 @@ def downgrade() -> None:
 
     op.drop_table('staff_actions')
     op.drop_table('organizations')
+    if op.get_bind().dialect.name != "sqlite":
+        op.execute("DROP FUNCTION IF EXISTS onceonly_append_only() CASCADE")
     # ### end Alembic commands ###
 
 
