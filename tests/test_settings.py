@@ -109,6 +109,12 @@ def test_wrong_file_value_names_the_setting(clean_env: Path) -> None:
         load_settings()
 
 
+def test_misspelt_file_key_is_refused_by_name(clean_env: Path) -> None:
+    (clean_env / "onceonly.toml").write_text("sesion_idle_minutes = 5\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="sesion_idle_minutes"):
+        load_settings()
+
+
 def test_unparsable_file_names_the_file(clean_env: Path) -> None:
     (clean_env / "onceonly.toml").write_text("port = = 1\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"onceonly\.toml"):
@@ -136,6 +142,7 @@ def test_masked_hides_secret_and_url_password(clean_env: Path) -> None:
     ("postgresql+psycopg://u:p@ss@h/db", "postgresql+psycopg://u:********@h/db"),
     ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
     ("sqlite:////var/lib/onceonly.db", "sqlite:////var/lib/onceonly.db"),
+    ("postgresql://h/db?sslmode=require&password=hunter2", "postgresql://h/db?sslmode=require&password=********"),
 ])
 def test_mask_url(url: str, masked: str) -> None:
     assert mask_url(url) == masked

@@ -29,12 +29,12 @@ def _problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
 
 
-NOT_PAGES = ("/api/", "/docs", "/redoc", "/openapi.json", "/static/", "/healthz", "/metrics")
+MACHINE_PATHS = ("/api/", "/docs", "/redoc", "/openapi.json", "/static/", "/healthz", "/metrics")
 
 
 def _is_page(request: Request) -> bool:
     """Web pages get HTML error pages; everything machine-facing gets problem+json."""
-    return not request.url.path.startswith(NOT_PAGES)
+    return not request.url.path.startswith(MACHINE_PATHS)
 
 
 def _install_errors(app: FastAPI) -> None:
@@ -153,8 +153,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         try:
             with db.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
-        except Exception as exc:  # any driver error means unhealthy
-            return JSONResponse({"status": "error", "database": str(exc).splitlines()[0]}, status_code=503)
+        except Exception:  # any driver error means unhealthy; the detail (hosts, users) goes to the log only
+            log.exception("health check: database unreachable")
+            return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ok", "database": db.engine.dialect.name, "version": __version__})
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=PlainTextResponse)

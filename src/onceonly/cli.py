@@ -10,9 +10,11 @@ from functools import wraps
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from onceonly.db import Database, check_connection
@@ -46,6 +48,12 @@ def one_line_errors(func: F) -> F:
             fail(f"{exc.message}{where}")
         except OSError as exc:
             fail(f"{exc.filename or ''}: {exc.strerror or exc}")
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            fail(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            fail(f"database error: {reason}")
 
     return wrapper  # type: ignore[return-value]
 

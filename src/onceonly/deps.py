@@ -28,7 +28,7 @@ def get_settings_dep(request: Request) -> Settings:
     return settings
 
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
 def get_session(request: Request, db: Annotated[Database, Depends(get_db)]) -> Iterator[Session]:
@@ -56,6 +56,11 @@ def current_actor(request: Request, session: DbSession) -> Actor:
         settings: Settings = request.app.state.settings
         user = accounts.resolve_web_session(session, cookie, settings.session_idle_minutes)
         if user is not None:
+            if request.method not in SAFE_METHODS:
+                # A browser sends the cookie on its own; a change made with it needs the page's token.
+                from onceonly.web.csrf import CSRF_HEADER, verify
+
+                verify(request, request.headers.get(CSRF_HEADER))
             return accounts.actor_for(user, client_ip(request), via="web")
     raise AuthenticationRequired("sign in, or send `Authorization: Bearer <personal API token>`")
 

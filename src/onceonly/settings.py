@@ -6,7 +6,9 @@ Environment wins over the file so operators can override one value without editi
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import time
 import tomllib
 from functools import lru_cache
 from pathlib import Path
@@ -49,7 +51,11 @@ class _TomlSource(PydanticBaseSettingsSource):
         return self.data.get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.data.items() if k in self.settings_cls.model_fields}
+        unknown = sorted(set(self.data) - set(self.settings_cls.model_fields))
+        if unknown:  # a misspelt key would otherwise be ignored silently
+            raise ConfigError(f"config file: unknown setting {unknown[0]!r}; known: "
+                              f"{', '.join(self.settings_cls.model_fields)}")
+        return dict(self.data)
 
 
 class Settings(BaseSettings):
@@ -102,12 +108,19 @@ class Settings(BaseSettings):
         if self.secret_key:
             return self.secret_key
         path = self.home / "secret_key"
-        if path.is_file():
-            return path.read_text().strip()
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:  # O_EXCL: of several workers starting at once, one writes and the others read its key
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            for _ in range(50):
+                key = path.read_text().strip()
+                if key:
+                    return key
+                time.sleep(0.01)  # the creator is between open and write
+            raise ConfigError(f"setting ONCEONLY_SECRET_KEY: {path} is empty; delete it or set the key") from None
         key = secrets.token_urlsafe(48)
-        path.write_text(key)
-        path.chmod(0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
         return key
 
     def masked(self) -> dict[str, str]:
@@ -124,12 +137,17 @@ class Settings(BaseSettings):
 
 
 def mask_url(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:********@{host}" if ":" in creds else url
-    return url
+    """The URL with its password hidden, in the user part or in the query (password=...).
+    Plain text work, so even a URL the driver would refuse is shown safely."""
+    out = url
+    if "://" in out and "@" in out.split("?", 1)[0]:
+        scheme, rest = out.split("://", 1)
+        creds, host = rest.split("?", 1)[0].rsplit("@", 1)
+        query = rest[len(creds) + 1 + len(host):]
+        if ":" in creds:
+            creds = creds.split(":", 1)[0] + ":********"
+        out = f"{scheme}://{creds}@{host}{query}"
+    return re.sub(r"([?&][^=&]*password[^=&]*=)[^&]*", r"\1********", out, flags=re.IGNORECASE)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -121,7 +121,6 @@ def test_mappings_to_a_standard_list(db: Database) -> None:
     ({"local_code": "X", "standard_code": "3"}, "entries[1].standard_code"),
     ({"local_code": "X", "standard_code": ""}, "entries[1].standard_code"),
     ({"local_code": "", "standard_code": "1"}, "entries[1].local_code"),
-    ({"standard_code": "1"}, "entries[1].local_code"),
 ])
 def test_mapping_to_a_non_member_code_is_refused(db: Database, entry: dict[str, str], field: str) -> None:
     with db.session() as s:
@@ -132,6 +131,15 @@ def test_mapping_to_a_non_member_code_is_refused(db: Database, entry: dict[str, 
     assert info.value.field == field
     with db.session() as s:  # all or nothing
         assert codelists.mapping_dict(s, org.id, "GB/T 2261.1") == {}
+
+
+def test_mapping_entries_are_typed_and_bounded() -> None:
+    from pydantic import ValidationError
+
+    for entry in ({"standard_code": "1"}, {"local_code": "M", "standard_code": "1", "local_name": {"a": 1}},
+                  {"local_code": "M" * 101, "standard_code": "1"}):
+        with pytest.raises(ValidationError):
+            MappingIn(org="x", code_list="GB/T 2261.1", entries=[entry])  # type: ignore[list-item]
 
 
 def test_mapping_to_a_retired_division_is_refused(db: Database) -> None:

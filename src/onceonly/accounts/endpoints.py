@@ -10,6 +10,7 @@ from onceonly.accounts import repository as repo
 from onceonly.accounts import service
 from onceonly.accounts.models import ApiToken, User
 from onceonly.accounts.schemas import (
+    PasswordChange,
     StaffActionOut,
     TokenCreated,
     TokenIn,
@@ -75,6 +76,11 @@ def enable_user(username: str, session: DbSession, actor: CurrentActor) -> UserO
     user = service.get_user(session, username)
     service.set_active(session, actor, user, True)
     return user_out(user)
+
+
+@router.post("/me/password", status_code=204, responses=ERRORS, summary="Change your own password")
+def change_password(data: PasswordChange, session: DbSession, actor: CurrentActor) -> None:
+    service.change_own_password(session, actor, data.current_password, data.new_password)
 
 
 @router.get("/me/tokens", response_model=list[TokenOut], responses=ERRORS)

@@ -32,6 +32,7 @@ class User(Base):
 
 class ApiToken(Base):
     __tablename__ = "api_tokens"
+    __table_args__ = (Index("ix_api_tokens_user_id", "user_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
@@ -48,6 +49,7 @@ class ApiToken(Base):
 
 class WebSession(Base):
     __tablename__ = "web_sessions"
+    __table_args__ = (Index("ix_web_sessions_user_id", "user_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -64,7 +66,11 @@ class StaffAction(Base):
     """Who changed what, when and from where. Triggers forbid UPDATE and DELETE."""
 
     __tablename__ = "staff_actions"
-    __table_args__ = (Index("ix_staff_actions_at", "at"),)
+    __table_args__ = (
+        Index("ix_staff_actions_at", "at"),
+        Index("ix_staff_actions_username", "username"),
+        Index("ix_staff_actions_action", "action"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -11,8 +11,12 @@ from sqlalchemy.orm import Session
 from onceonly.accounts.models import ApiToken, StaffAction, User, WebSession
 
 
-def user_by_name(session: Session, username: str) -> User | None:
-    return session.scalar(select(User).where(User.username == username))
+def user_by_name(session: Session, username: str, *, for_update: bool = False) -> User | None:
+    """`for_update` locks the row (PostgreSQL) so concurrent logins count failures one by one."""
+    stmt = select(User).where(User.username == username)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return session.scalar(stmt)
 
 
 def user_by_id(session: Session, user_id: int) -> User | None:

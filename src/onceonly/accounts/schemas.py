@@ -31,6 +31,11 @@ class UserCreated(UserOut):
     password: str = Field(description="Generated password, shown only in this response")
 
 
+class PasswordChange(BaseModel):
+    current_password: str = Field(min_length=1, max_length=200)
+    new_password: str = Field(min_length=1, max_length=200)
+
+
 class TokenIn(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     days: int | None = Field(default=365, ge=1, le=3650)

@@ -85,6 +85,8 @@ def _require_manage(actor: Actor, user: User) -> None:
 
 
 def set_password(session: Session, actor: Actor, user: User, new_password: str) -> None:
+    """A reset by an account manager also ends the user's sessions and revokes their tokens:
+    whoever held the old credentials is out."""
     if actor.user_id != user.id:
         _require_manage(actor, user)
     if problem := complexity_problem(new_password):
@@ -92,7 +94,26 @@ def set_password(session: Session, actor: Actor, user: User, new_password: str) 
     user.password_hash = hash_password(new_password)
     user.failed_logins = 0
     user.locked_until = None
+    if actor.user_id != user.id:
+        end_all_sessions(session, user)
+        now = utcnow()
+        for token in repo.tokens_of(session, user.id):
+            if token.revoked_at is None:
+                token.revoked_at = now
     record(session, actor, "user.password", f"user:{user.username}")
+
+
+def change_own_password(session: Session, actor: Actor, current: str, new_password: str) -> None:
+    """Self-service change: the current password proves it is really the user."""
+    user = get_user(session, actor.username)
+    if not verify_password(user.password_hash, current):
+        record(session, actor, "user.password", f"user:{user.username}", outcome="denied")
+        raise ValidationFailed("当前密码不正确 / the current password is wrong", field="current_password")
+    if current == new_password:
+        raise ValidationFailed("新密码不能与当前密码相同 / choose a different password", field="new_password")
+    if problem := complexity_problem(new_password):
+        raise ValidationFailed(problem, field="new_password")
+    set_password(session, actor, user, new_password)
 
 
 def set_active(session: Session, actor: Actor, user: User, active: bool) -> None:
@@ -111,7 +132,7 @@ def authenticate(session: Session, username: str, password: str, ip: str | None,
     The failure count and its record are added to the session before the error is raised: the
     caller must still COMMIT them (catch the error inside its unit of work), or a rollback would
     undo the count and the lockout could never trigger."""
-    user = repo.user_by_name(session, username)
+    user = repo.user_by_name(session, username, for_update=True)
     now = utcnow()
     anon = Actor(user_id=None, username=username[:64] or "?", role="anonymous", ip=ip)
     if user is None or not user.active:

@@ -148,7 +148,7 @@ def resource_show(ref: Annotated[str, typer.Argument(help="Name, code or id")]) 
 def resource_publish(ref: Annotated[str, typer.Argument(help="Name, code or id")]) -> None:
     """Publish a draft: its table is created."""
     with unit_of_work() as session:
-        res = service.publish_resource(session, Actor.cli(), service.get_resource(session, ref))
+        res = service.publish_resource(session, Actor.cli(), service.get_resource(session, ref, editing=True))
         console.print(f"published {res.code} v{res.version} as table {res.table_name}")
 
 

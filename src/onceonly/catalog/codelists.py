@@ -111,7 +111,7 @@ def set_mappings(session: Session, actor: Actor, data: MappingIn) -> int:
     valid = codes_set(session, cl.code)
     current = {m.local_code: m for m in repo.mappings(session, org.id, cl.id)}
     for i, entry in enumerate(data.entries):
-        local, target = str(entry.get("local_code", "")).strip(), str(entry.get("standard_code", "")).strip()
+        local, target = entry.local_code.strip(), entry.standard_code.strip()
         if not local:
             raise ValidationFailed(f"entries[{i}].local_code is empty", field=f"entries[{i}].local_code")
         if target not in valid:
@@ -123,7 +123,7 @@ def set_mappings(session: Session, actor: Actor, data: MappingIn) -> int:
             session.add(row)
             current[local] = row
         row.standard_code = target
-        row.local_name = entry.get("local_name")
+        row.local_name = entry.local_name
     session.flush()
     record(session, actor, "codemapping.set", f"codelist:{cl.code}", {"org": org.code, "entries": len(data.entries)})
     return len(data.entries)

@@ -47,7 +47,7 @@ CONSTRAINT_NAMES = {"length": "maxLength", "minimum": "minimum", "maximum": "max
 FIELD_CONSTRAINTS = {"required", "unique", "maxLength", "enum", "minimum", "maximum", "pattern"}
 FIELD_EXTRAS = {"check", "code_list", "sensitivity", "length", "minimum", "maximum", "pattern"}
 RESOURCE_KEYS = ("provider", "catalog", "category", "format", "share_type", "share_condition", "share_modes",
-                 "open_type", "open_condition", "update_cycle", "related", "query_fields")
+                 "open_type", "open_condition", "update_cycle", "related", "query_fields", "rules")
 # Written on export for people and tools; import derives them (code, version, status) or reads them elsewhere.
 RESOURCE_INFO = {"provider_name", "category_name", "summary", "code", "version", "status"}
 PACKAGE_NAME = "onceonly-catalog"
@@ -534,7 +534,7 @@ def resource_descriptor(res: Resource) -> dict[str, Any]:
         "format": spec.format, "share_type": spec.share_type, "share_condition": spec.share_condition,
         "share_modes": list(spec.share_modes), "open_type": spec.open_type, "open_condition": spec.open_condition,
         "update_cycle": spec.update_cycle, "related": list(spec.related), "query_fields": list(spec.query_fields),
-        "code": res.code, "version": res.version, "status": res.status,
+        "rules": list(spec.rules), "code": res.code, "version": res.version, "status": res.status,
     }
     return {
         "name": spec.name, "title": spec.title, "description": spec.summary,

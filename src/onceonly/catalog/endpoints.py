@@ -114,56 +114,58 @@ def create_resource(spec: ResourceSpec, session: DbSession, actor: CurrentActor)
     return service.resource_out(service.create_resource(session, actor, spec))
 
 
-@router.get("/resources/{ref}", response_model=ResourceOut, tags=["resources"], responses=ERRORS,
-            summary="One resource by id, name or code")
-def get_resource(ref: str, session: DbSession, actor: CurrentActor) -> ResourceOut:
-    return service.resource_out(service.get_resource(session, ref))
-
-
-@router.patch("/resources/{ref}", response_model=ResourceOut, tags=["resources"], responses=ERRORS,
-              summary="Edit a draft; a published resource only takes metadata and new nullable fields")
-def update_resource(ref: str, patch: ResourcePatch, session: DbSession, actor: CurrentActor) -> ResourceOut:
-    return service.resource_out(service.update_resource(session, actor, service.get_resource(session, ref), patch))
-
-
-@router.post("/resources/{ref}/publish", response_model=ResourceOut, tags=["resources"], responses=ERRORS)
+@router.post("/resources/{ref:path}/publish", response_model=ResourceOut, tags=["resources"], responses=ERRORS)
 def publish(ref: str, session: DbSession, actor: CurrentActor) -> ResourceOut:
-    return service.resource_out(service.publish_resource(session, actor, service.get_resource(session, ref)))
+    res = service.get_resource(session, ref, editing=True)
+    return service.resource_out(service.publish_resource(session, actor, res))
 
 
-@router.post("/resources/{ref}/retire", response_model=ResourceOut, tags=["resources"], responses=ERRORS)
+@router.post("/resources/{ref:path}/retire", response_model=ResourceOut, tags=["resources"], responses=ERRORS)
 def retire(ref: str, session: DbSession, actor: CurrentActor) -> ResourceOut:
     return service.resource_out(service.retire_resource(session, actor, service.get_resource(session, ref)))
 
 
-@router.get("/resources/{ref}/versions", response_model=list[ResourceOut], tags=["resources"], responses=ERRORS)
+@router.get("/resources/{ref:path}/versions", response_model=list[ResourceOut], tags=["resources"], responses=ERRORS)
 def versions(ref: str, session: DbSession, actor: CurrentActor) -> list[ResourceOut]:
     res = service.get_resource(session, ref)
     return [service.resource_out(r) for r in repo.versions_of(session, res.name)]
 
 
-@router.post("/resources/{ref}/versions", response_model=ResourceOut, status_code=201, tags=["resources"],
+@router.post("/resources/{ref:path}/versions", response_model=ResourceOut, status_code=201, tags=["resources"],
              responses=ERRORS, summary="Start a new version (a draft) from the body or a copy of this one")
 def new_version(ref: str, session: DbSession, actor: CurrentActor, spec: ResourceSpec | None = None) -> ResourceOut:
     return service.resource_out(service.new_version(session, actor, service.get_resource(session, ref), spec))
 
 
-@router.get("/resources/{ref}/count", response_model=RowCount, tags=["resources"], responses=ERRORS)
+@router.get("/resources/{ref:path}/count", response_model=RowCount, tags=["resources"], responses=ERRORS)
 def count(ref: str, session: DbSession, actor: CurrentActor) -> RowCount:
     res = service.get_resource(session, ref)
     return RowCount(resource=res.code, version=res.version, rows=store.row_count(session, res),
                     last_seq=res.last_seq)
 
 
-@router.get("/resources/{ref}/changes", response_model=list[ChangeOut], tags=["resources"], responses=ERRORS,
-            summary="The change log after a sequence number (cursor)")
+@router.get("/resources/{ref:path}/changes", response_model=list[ChangeOut], tags=["resources"], responses=ERRORS,
+            summary="The change log after a sequence number (cursor); the provider's own staff only")
 def changes(ref: str, session: DbSession, actor: CurrentActor,
             since: Annotated[int, Query(ge=0)] = 0,
             limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> list[ChangeOut]:
     res = service.get_resource(session, ref)
-    actor.require("resource.edit", res.provider_id)
     return [ChangeOut(seq=c.seq, op=c.op, key=c.key, batch_id=c.batch_id)
-            for c in store.changes_since(session, res, since, limit)]
+            for c in service.read_changes(session, actor, res, since, limit)]
+
+
+# Declared after the routes with a suffix: {ref:path} (codes contain '/') would swallow them.
+@router.get("/resources/{ref:path}", response_model=ResourceOut, tags=["resources"], responses=ERRORS,
+            summary="One resource by id, name or code")
+def get_resource(ref: str, session: DbSession, actor: CurrentActor) -> ResourceOut:
+    return service.resource_out(service.get_resource(session, ref))
+
+
+@router.patch("/resources/{ref:path}", response_model=ResourceOut, tags=["resources"], responses=ERRORS,
+              summary="Edit a draft; a published resource only takes metadata and new nullable fields")
+def update_resource(ref: str, patch: ResourcePatch, session: DbSession, actor: CurrentActor) -> ResourceOut:
+    res = service.get_resource(session, ref, editing=True)
+    return service.resource_out(service.update_resource(session, actor, res, patch))
 
 
 # -- code lists and mappings ----------------------------------------------------------------

@@ -74,6 +74,8 @@ class Resource(Base):
         UniqueConstraint("name", "version"),
         UniqueConstraint("code", "version"),
         Index("ix_resources_status", "status"),
+        Index("ix_resources_provider_id", "provider_id"),
+        Index("ix_resources_category_id", "category_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -95,6 +97,7 @@ class Resource(Base):
     related: Mapped[list[str]] = mapped_column(JSON, default=list)
     key_fields: Mapped[list[str]] = mapped_column(JSON, default=list)
     query_fields: Mapped[list[str]] = mapped_column(JSON, default=list)
+    rules: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     status: Mapped[str] = mapped_column(String(12), default="draft")
     previous_id: Mapped[int | None] = mapped_column(ForeignKey("resources.id"))
     table_name: Mapped[str | None] = mapped_column(String(63))

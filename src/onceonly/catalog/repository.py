@@ -67,6 +67,12 @@ def latest_resource_by_name(session: Session, name: str) -> Resource | None:
     return rows[0] if rows else None
 
 
+def draft_version(session: Session, name_or_code: str) -> Resource | None:
+    """The draft among a resource's versions, found by name or code."""
+    column = Resource.code if "/" in name_or_code else Resource.name
+    return session.scalar(select(Resource).where(column == name_or_code, Resource.status == "draft"))
+
+
 def versions_of(session: Session, name: str) -> Sequence[Resource]:
     return session.scalars(select(Resource).where(Resource.name == name).order_by(Resource.version)).all()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -23,7 +23,6 @@ from onceonly.catalog.vocab import (
 
 ALL_MODES: tuple[ShareMode, ...] = ("verify", "query", "api", "bulk")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
-SYSTEM_COLUMNS = {"_version", "_created_at", "_updated_at", "_batch_id", "_deleted"}
 
 
 class OrgIn(BaseModel):
@@ -64,8 +63,8 @@ class FieldSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v) or v in SYSTEM_COLUMNS:
-            raise ValueError("must match ^[a-z][a-z0-9_]{0,47}$ and not be a system column")
+        if not NAME_RE.match(v):  # a leading letter also keeps names clear of system columns (_version…)
+            raise ValueError("must match ^[a-z][a-z0-9_]{0,47}$")
         return v
 
     @field_validator("pattern")
@@ -97,6 +96,11 @@ class ResourceSpec(BaseModel):
     key_fields: list[str] = Field(min_length=1)
     query_fields: list[str] = Field(default_factory=list)
     fields: list[FieldSpec] = Field(min_length=1)
+    rules: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description='Cross-field rules ingest enforces, e.g. {"rule": "citizen_id_agrees", '
+                    '"citizen_id": "citizen_id", "sex": "sex", "birth_date": "birth_date"}',
+    )
 
     @field_validator("name")
     @classmethod
@@ -124,7 +128,30 @@ class ResourceSpec(BaseModel):
         for f in self.fields:
             if f.name in self.key_fields:
                 f.required = True
+        for i, rule in enumerate(self.rules):
+            _check_rule(i, rule, names)
         return self
+
+
+CROSS_RULES = {"citizen_id_agrees": {"citizen_id": True, "sex": False, "birth_date": False}}
+
+
+def _check_rule(i: int, rule: dict[str, Any], names: list[str]) -> None:
+    """A cross-field rule names a known kind and only fields of this resource."""
+    kind = rule.get("rule")
+    if kind not in CROSS_RULES:
+        raise ValueError(f"rules[{i}].rule must be one of {', '.join(CROSS_RULES)}")
+    params = CROSS_RULES[kind]
+    for key, value in rule.items():
+        if key == "rule":
+            continue
+        if key not in params:
+            raise ValueError(f"rules[{i}].{key} is not a parameter of {kind}")
+        if value is not None and value not in names:
+            raise ValueError(f"rules[{i}].{key} names unknown field {value!r}")
+    for key, needed in params.items():
+        if needed and not rule.get(key):
+            raise ValueError(f"rules[{i}].{key} is required for {kind}")
 
 
 class ResourcePatch(BaseModel):
@@ -142,6 +169,7 @@ class ResourcePatch(BaseModel):
     related: list[str] | None = None
     key_fields: list[str] | None = None
     query_fields: list[str] | None = None
+    rules: list[dict[str, Any]] | None = None
     fields: list[FieldSpec] | None = None
 
 
@@ -171,6 +199,7 @@ class ResourceOut(BaseModel):
     related: list[str]
     key_fields: list[str]
     query_fields: list[str]
+    rules: list[dict[str, Any]] = []
     status: Status
     table_name: str | None
     previous_id: int | None
@@ -212,7 +241,8 @@ class CodeListIn(BaseModel):
     source: str = ""
     source_date: str | None = Field(default=None, max_length=20)
     org: str | None = None
-    codes: list[tuple[str, str]] = Field(default_factory=list, description="[code, name] pairs")
+    codes: list[tuple[Annotated[str, Field(max_length=40)], Annotated[str, Field(max_length=200)]]] = Field(
+        default_factory=list, description="[code, name] pairs")
 
 
 class CodeListOut(BaseModel):
@@ -231,12 +261,16 @@ class CodeOut(BaseModel):
     current: bool
 
 
+class MappingEntry(BaseModel):
+    local_code: str = Field(max_length=100)
+    standard_code: str = Field(max_length=40)
+    local_name: str | None = Field(default=None, max_length=200)
+
+
 class MappingIn(BaseModel):
-    org: str
-    code_list: str
-    entries: list[dict[str, Any]] = Field(
-        description="Objects with local_code, standard_code and optional local_name"
-    )
+    org: str = Field(max_length=18)
+    code_list: str = Field(max_length=40)
+    entries: list[MappingEntry]
 
 
 class MappingOut(BaseModel):

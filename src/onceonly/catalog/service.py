@@ -4,7 +4,7 @@ and versions. A published schema only grows by nullable fields; anything else is
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.orm import Session
@@ -15,21 +15,27 @@ from onceonly.catalog import repository as repo
 from onceonly.catalog.models import Category, Field, Resource
 from onceonly.catalog.orgs import get_catalog, get_org
 from onceonly.catalog.schemas import FieldSpec, ResourceOut, ResourcePatch, ResourceSpec
-from onceonly.errors import Conflict, NotFound, SchemaChangeRefused, ValidationFailed
+from onceonly.errors import Conflict, NotFound, PermissionDenied, SchemaChangeRefused, ValidationFailed
+
+if TYPE_CHECKING:
+    from onceonly.store.service import Change
 
 # Attributes of a field that shape the table or the validation of its rows.
 SCHEMA_ATTRS = ("type", "length", "required", "unique", "check", "code_list", "enum", "minimum", "maximum",
                 "pattern")
 METADATA_ATTRS = ("title", "summary", "format", "share_type", "share_condition", "share_modes", "open_type",
-                  "open_condition", "update_cycle", "related")
+                  "open_condition", "update_cycle", "related", "rules")
 CONSTRAINT_KEYS = ("enum", "minimum", "maximum", "pattern")
 
 
-def get_resource(session: Session, ref: str | int) -> Resource:
-    """By id, code (newest published version) or name (newest published, else newest draft)."""
+def get_resource(session: Session, ref: str | int, *, editing: bool = False) -> Resource:
+    """By id, code (newest published version) or name (newest published, else newest draft).
+    `editing` prefers the open draft version, which is what edits and publishing act on."""
     res: Resource | None
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
         res = repo.resource_by_id(session, int(ref))
+    elif editing and (draft := repo.draft_version(session, ref)) is not None:
+        res = draft
     elif "/" in ref:
         res = repo.resource_by_code(session, ref)
     else:
@@ -230,6 +236,10 @@ def new_version(session: Session, actor: Actor, res: Resource, spec: ResourceSpe
     base = spec or spec_of(res)
     if base.name != res.name:
         raise ValidationFailed("a new version keeps the resource's name", field="name")
+    current = spec_of(res)
+    for attr in ("provider", "catalog", "category"):
+        if getattr(base, attr) != getattr(current, attr):
+            raise ValidationFailed(f"a new version keeps the resource's {attr} ({getattr(current, attr)})", field=attr)
     _check_code_lists(session, base.fields)
     latest = versions[-1]
     draft = Resource(
@@ -243,6 +253,18 @@ def new_version(session: Session, actor: Actor, res: Resource, spec: ResourceSpe
     session.flush()
     record(session, actor, "resource.version", f"resource:{res.code}", {"version": draft.version})
     return draft
+
+
+def read_changes(session: Session, actor: Actor, res: Resource, since: int, limit: int) -> list[Change]:
+    """Change-log keys are often citizen IDs: only the provider's own stewards and admins read
+    them here (other departments get changes through exchange grants), and each read is recorded."""
+    if actor.via != "cli" and not (actor.org_id == res.provider_id and actor.can("resource.edit", res.provider_id)):
+        raise PermissionDenied("only the provider's stewards and department admins read its change log")
+    from onceonly.store.service import changes_since
+
+    rows = changes_since(session, res, since, limit)
+    record(session, actor, "resource.changes.read", f"resource:{res.code}", {"since": since, "rows": len(rows)})
+    return rows
 
 
 def spec_of(res: Resource) -> ResourceSpec:
@@ -262,7 +284,7 @@ def resource_out(res: Resource) -> ResourceOut:
         share_condition=res.share_condition, share_modes=list(res.share_modes), open_type=res.open_type,
         open_condition=res.open_condition, update_cycle=res.update_cycle, publish_date=res.publish_date,
         related=list(res.related), key_fields=list(res.key_fields), query_fields=list(res.query_fields),
-        status=res.status,
+        rules=list(res.rules or []), status=res.status,
         table_name=res.table_name, previous_id=res.previous_id, updated_at=res.updated_at,
         fields=[field_spec(f) for f in res.fields],
     )

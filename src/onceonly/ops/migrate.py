@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 import onceonly.accounts.models
 import onceonly.catalog.models
+import onceonly.ingest.models
 import onceonly.store.models  # noqa: F401  (register every table on the metadata)
 from onceonly.db import Base
 from onceonly.errors import ConfigError

@@ -95,6 +95,16 @@ def key_text(key: tuple[Any, ...]) -> str:
     return json.dumps([str(k) for k in key], ensure_ascii=False)
 
 
+def lock_resource(session: Session, res: Resource) -> None:
+    """Serialize writers of one resource for the rest of the transaction.
+
+    Taken before reading the stored rows: under READ COMMITTED a batch that read first could
+    compare against a row another batch is about to change, and lose that change."""
+    from onceonly.catalog.models import Resource as R
+
+    session.connection().execute(update(R).where(R.id == res.id).values(last_seq=R.last_seq))
+
+
 def _reserve(session: Session, res: Resource, count: int) -> int:
     """Take the resource's write lock and `count` sequence numbers; returns the first.
     The UPDATE holds the row lock (PostgreSQL) / write lock (SQLite) until commit, so
@@ -125,6 +135,7 @@ def upsert_rows(session: Session, res: Resource, rows: Iterable[dict[str, Any]],
     """Insert new keys, update changed rows, skip identical ones; log each real change.
     Rows carry typed values keyed by field name; absent fields keep their stored value."""
     _require_published(res)
+    lock_resource(session, res)
     total = UpsertResult()
     for chunk in _chunks(rows, CHUNK):
         total.add(_upsert_chunk(session, res, chunk, batch_id))
@@ -212,6 +223,7 @@ def delete_keys(session: Session, res: Resource, keys: Iterable[tuple[Any, ...]]
                 batch_id: int | None = None) -> int:
     """Soft-delete rows by key (the row stays, flagged, so a cursor reader learns of it)."""
     _require_published(res)
+    lock_resource(session, res)
     table = table_for(res)
     key_cols = [table.c[k] for k in res.key_fields]
     conn = session.connection()

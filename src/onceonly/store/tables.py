@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from typing import Any
 
 from sqlalchemy import (
@@ -29,6 +30,7 @@ TABLE_PREFIX = "r_"
 
 # Resource tables live on their own metadata so Alembic never treats them as platform tables.
 resource_metadata = MetaData()
+_lock = threading.RLock()
 _cache: dict[tuple[str, int, tuple[str, ...]], Table] = {}
 
 
@@ -64,7 +66,12 @@ def column_type(field: Field) -> TypeEngine[Any]:
 
 
 def table_for(res: Resource) -> Table:
-    """The Table of a published resource (cached per name and field list)."""
+    """The Table of a published resource (cached per name and field list; thread-safe)."""
+    with _lock:
+        return _table_for(res)
+
+
+def _table_for(res: Resource) -> Table:
     name = res.table_name or table_name_for(res)
     sig = (name, len(res.fields), tuple(res.query_fields))
     cached = _cache.get(sig)
@@ -94,5 +101,10 @@ def table_for(res: Resource) -> Table:
 
 def forget(res: Resource) -> None:
     """Drop cached Table objects after a schema change."""
+    with _lock:
+        _forget(res)
+
+
+def _forget(res: Resource) -> None:
     for sig in [s for s in _cache if s[0] == (res.table_name or table_name_for(res))]:
         del _cache[sig]

@@ -19,7 +19,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from onceonly.deps import SESSION_COOKIE
+from onceonly.deps import SAFE_METHODS, SESSION_COOKIE
 from onceonly.errors import PermissionDenied
 from onceonly.web.security import set_cookie
 
@@ -27,7 +27,6 @@ CSRF_COOKIE = "onceonly_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 MAX_AGE_SECONDS = 12 * 3600
-SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
 _SALT = "onceonly.web.csrf"
 _NONCE = re.compile(r"^[A-Za-z0-9_\-]{32,64}$")
 

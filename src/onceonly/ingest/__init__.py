@@ -1,0 +1,1 @@
+"""Ingest: one pipeline from raw rows to the store — decode → map → coerce → validate → upsert."""
