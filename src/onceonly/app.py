@@ -142,9 +142,12 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     from onceonly.accounts.endpoints import router as accounts_router
     from onceonly.catalog.endpoints import router as catalog_router
     from onceonly.catalog.transfer_endpoints import router as transfer_router
+    from onceonly.ingest.endpoints import router as ingest_router
     from onceonly.web.routes import mount as mount_web
 
     app.include_router(accounts_router, prefix="/api/v1")
+    # Before the catalog: its GET /resources/{ref:path} would otherwise take /resources/{ref}/batches.
+    app.include_router(ingest_router, prefix="/api/v1")
     app.include_router(catalog_router, prefix="/api/v1")
     app.include_router(transfer_router, prefix="/api/v1")
 

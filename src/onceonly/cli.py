@@ -127,6 +127,7 @@ def _register_subapps() -> None:
     from onceonly.accounts.cli import user_app
     from onceonly.catalog.cli import catalog_app, codelist_app, org_app, resource_app
     from onceonly.demo.cli import register as register_demo
+    from onceonly.ingest.cli import register as register_ingest
 
     app.add_typer(org_app, name="org")
     app.add_typer(user_app, name="user")
@@ -134,6 +135,7 @@ def _register_subapps() -> None:
     app.add_typer(resource_app, name="resource")
     app.add_typer(codelist_app, name="codelist")
     register_demo(app)
+    register_ingest(app)
 
 
 def main() -> None:

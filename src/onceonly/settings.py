@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     cookie_secure: Literal["auto", "always", "never"] = "auto"
     max_failed_logins: int = Field(default=5, ge=1, le=100)
     lockout_minutes: int = Field(default=15, ge=1)
+    ingest_replace_max_delete_share: float = Field(
+        default=0.2, ge=0, le=1, description="replace mode refuses to delete a larger share of a table without --force")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("database_url")

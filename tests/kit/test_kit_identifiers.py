@@ -22,7 +22,7 @@ from onceonly.kit.identifiers import (
 
 
 def with_check(body17: str) -> str:
-    return body17 + ric.calc_check_digit(body17)
+    return body17 + ric.calc_check_digit(body17 + "0")
 
 
 def rule_of(func, value: str) -> str:  # type: ignore[no-untyped-def]
@@ -152,3 +152,11 @@ def test_mobile_normalized(value: str) -> None:
 @pytest.mark.parametrize("value", ["12800138000", "1380013800", "138001380000", "2380013800a", "", "+1 3800138000"])
 def test_mobile_invalid(value: str) -> None:
     assert rule_of(normalize_mobile, value) == "mobile.format"
+
+
+def test_the_gb11643_sample_id_is_valid() -> None:
+    """The standard's own example: a check digit computed over the wrong digits would refuse it."""
+    assert normalize_citizen_id("11010519491231002x") == "11010519491231002X"
+    with pytest.raises(IdentifierError) as info:
+        normalize_citizen_id("110105194912310021")
+    assert info.value.rule == "citizen_id.check_digit"

@@ -133,7 +133,10 @@ class ResourceSpec(BaseModel):
         return self
 
 
-CROSS_RULES = {"citizen_id_agrees": {"citizen_id": True, "sex": False, "birth_date": False}}
+CROSS_RULES = {
+    "citizen_id_agrees": {"citizen_id": True, "sex": False, "birth_date": False},
+    "not_before": {"field": True, "other": True},  # e.g. an end date not before its start date
+}
 
 
 def _check_rule(i: int, rule: dict[str, Any], names: list[str]) -> None:

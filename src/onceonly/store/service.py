@@ -276,3 +276,57 @@ def get_row(session: Session, res: Resource, key: tuple[Any, ...]) -> dict[str, 
     cond = and_(*[table.c[k] == v for k, v in zip(res.key_fields, key, strict=True)])
     row = session.connection().execute(select(table).where(cond)).mappings().first()
     return dict(row) if row else None
+
+
+def begin_stage(session: Session, res: Resource) -> None:
+    """A temporary table for the keys a full load contains (replace mode); see `count_missing`."""
+    conn = session.connection()
+    staged = _stage_table(res)
+    conn.execute(text(f"DROP TABLE IF EXISTS {staged.name}"))
+    conn.execute(CreateTable(staged))
+
+
+def stage_keys(session: Session, res: Resource, keys: Iterable[tuple[Any, ...]]) -> None:
+    conn = session.connection()
+    staged = _stage_table(res)
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(staged).on_conflict_do_nothing()
+    else:
+        stmt = insert(staged).prefix_with("OR IGNORE")
+    for chunk in _chunks(({k: v for k, v in zip(res.key_fields, key, strict=True)} for key in keys), CHUNK):
+        conn.execute(stmt, chunk)
+
+
+def count_missing(session: Session, res: Resource) -> tuple[int, int]:
+    """(live rows, live rows whose key was not staged) — one anti-join, set-based."""
+    table = table_for(res)
+    staged = _stage_table(res)
+    conn = session.connection()
+    live = table.c._deleted.is_(False)
+    missing = ~select(staged).where(and_(*[staged.c[k] == table.c[k] for k in res.key_fields])).exists()
+    total = int(conn.execute(select(func.count()).select_from(table).where(live)).scalar_one())
+    gone = int(conn.execute(select(func.count()).select_from(table).where(live, missing)).scalar_one())
+    return total, gone
+
+
+def delete_missing(session: Session, res: Resource, batch_id: int | None) -> int:
+    """Delete every live row whose key `keys_missing_from` did not stage, then drop the stage."""
+    table = table_for(res)
+    staged = _stage_table(res)
+    conn = session.connection()
+    missing = ~select(staged).where(and_(*[staged.c[k] == table.c[k] for k in res.key_fields])).exists()
+    key_cols = [table.c[k] for k in res.key_fields]
+    keys = [tuple(r) for r in conn.execute(select(*key_cols).where(table.c._deleted.is_(False), missing))]
+    conn.execute(text(f"DROP TABLE IF EXISTS {staged.name}"))
+    return delete_keys(session, res, keys, batch_id) if keys else 0
+
+
+def _stage_table(res: Resource) -> Any:
+    from sqlalchemy import Column, MetaData, Table
+
+    table = table_for(res)
+    return Table(f"tmp_seen_{res.id}", MetaData(),
+                 *[Column(k, table.c[k].type, primary_key=True) for k in res.key_fields],
+                 prefixes=["TEMPORARY"])
