@@ -32,6 +32,8 @@ def ingest(
     resource: Annotated[str, typer.Option(help="Resource name, code or id")],
     sheet: Annotated[str | None, typer.Option(help="Worksheet (default: the first)")] = None,
     encoding: Annotated[str | None, typer.Option(help="Text encoding, e.g. gb18030 (default: detected)")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="csv, tsv, xlsx, xls, jsonl or json (default: from "
+                                            "the file's suffix)")] = None,
     mapping: Annotated[Path | None, typer.Option(help='JSON file {"source column": "field", ...}')] = None,
     mode: Annotated[str, typer.Option(help="upsert (default) or replace (keys missing from the file are deleted)")]
     = "upsert",
@@ -51,8 +53,8 @@ def ingest(
         except IngestInputError as exc:
             raise service.IngestFailed(exc) from None
     mode_value: Mode = "replace" if mode == "replace" else "upsert"
-    options = IngestOptions(mode=mode_value, sheet=sheet, encoding=encoding, mapping=explicit, force=force,
-                            resubmit_of=resubmit)
+    options = IngestOptions(mode=mode_value, sheet=sheet, encoding=encoding, format=fmt, mapping=explicit,
+                            force=force, resubmit_of=resubmit)
     db = open_db()
     try:
         service.mark_interrupted(db)
@@ -108,7 +110,7 @@ def rejections(batch: Annotated[int, typer.Argument(help="Batch id")],
                out: Annotated[Path | None, typer.Option(help="Write the CSV here (default: stdout)")] = None) -> None:
     """The quarantined rows of a batch as CSV (correct them, then `ingest --resubmit BATCH`)."""
     with unit_of_work() as session:
-        service.batch_report(session, service._get_batch(session, batch))  # 404 early, and checks the resource
+        service.batch_report(session, service.get_batch(session, batch))  # 404 early, and checks the resource
         if out is None:
             for chunk in rejections_csv(session, batch):
                 sys.stdout.write(chunk)

@@ -4,10 +4,6 @@ resource's batches, read and download quarantined rows."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, File, Form, Query, Request, UploadFile
@@ -17,9 +13,9 @@ from onceonly.catalog.schemas import Page
 from onceonly.catalog.service import get_resource
 from onceonly.db import Database
 from onceonly.deps import CurrentActor, DbSession
-from onceonly.errors import PermissionDenied, PlatformError, ValidationFailed
+from onceonly.errors import PermissionDenied, ValidationFailed
 from onceonly.ingest import repository as repo
-from onceonly.ingest import service
+from onceonly.ingest import service, uploads
 from onceonly.ingest.quarantine import rejections_csv
 from onceonly.ingest.schemas import BatchReport, IngestOptions, QuarantinedRow
 
@@ -29,8 +25,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "Not found"}, 409: {"description": "Resource not published"},
     422: {"description": "Invalid options (problem+json names the field)"},
 }
-UPLOAD_CHUNK = 1 << 20
-MAX_NAME_BYTES = 200  # under every file system's 255-byte limit, and the batch's file_name column
 
 
 def _check_reader(session: DbSession, actor: CurrentActor, batch_id: int) -> Any:
@@ -53,6 +47,8 @@ def upload(
     mode: Annotated[str, Form(pattern="^(upsert|replace)$")] = "upsert",
     sheet: Annotated[str | None, Form(max_length=100)] = None,
     encoding: Annotated[str | None, Form(max_length=40)] = None,
+    format: Annotated[str | None, Form(max_length=10, description="csv, tsv, xlsx, xls, jsonl or json "
+                                                                  "(default: from the file name)")] = None,
     mapping: Annotated[str | None, Form(description='JSON object {"source column": "field"}')] = None,
     force: Annotated[bool, Form()] = False,
     resubmit_of: Annotated[int | None, Form()] = None,
@@ -64,54 +60,18 @@ def upload(
             explicit = json.loads(mapping)
         except json.JSONDecodeError as exc:
             raise ValidationFailed(f"mapping: not JSON ({exc.msg})", field="mapping") from None
-    options = IngestOptions.model_validate({"mode": mode, "sheet": sheet, "encoding": encoding,
+    options = IngestOptions.model_validate({"mode": mode, "sheet": sheet, "encoding": encoding, "format": format,
                                             "mapping": explicit, "force": force, "resubmit_of": resubmit_of})
-    name = safe_file_name(file.filename)
-    folder = Path(tempfile.mkdtemp(prefix="upload-", dir=_uploads(db)))
-    path = folder / name
+    path = uploads.save_upload(db, file.filename or "", file.file)
     try:
-        with path.open("wb") as out:  # streamed to disk: bounded memory whatever the size
-            shutil.copyfileobj(file.file, out, UPLOAD_CHUNK)
-        batch_id = service.start_batch(session, actor, ref, name, path.stat().st_size, options)
+        batch_id = service.start_batch(session, actor, ref, path.name, path.stat().st_size, options)
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
+        uploads.discard(path)
         raise
     max_share = request.app.state.settings.ingest_replace_max_delete_share
     # Runs after the response, i.e. after this request's transaction (with the batch) committed.
-    background.add_task(_run, db, actor, batch_id, path, options, max_share)
-    return service.batch_report(session, service._get_batch(session, batch_id))
-
-
-def safe_file_name(raw: str | None) -> str:
-    """The client's file name reduced to one harmless path component: the last part after any
-    slash or backslash (browsers may send C:\\...\\x.csv), no control characters, never `.` or
-    `..`, at most MAX_NAME_BYTES bytes with the suffix (which picks the reader) kept."""
-    name = (raw or "").replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if ch.isprintable()).strip()
-    if not name.strip("."):
-        return "upload"
-    if len(name.encode()) > MAX_NAME_BYTES:
-        stem, suffix = os.path.splitext(name)
-        suffix = suffix if len(suffix.encode()) <= 16 else ""
-        stem = stem.encode()[: MAX_NAME_BYTES - len(suffix.encode())].decode("utf-8", "ignore")
-        name = stem + suffix
-    return name
-
-
-def _uploads(db: Database) -> Path:
-    folder = db.settings.home / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _run(db: Database, actor: Any, batch_id: int, path: Path, options: IngestOptions, max_share: float) -> None:
-    """Background work: the outcome (committed or failed with its reason) is in the batch record."""
-    try:
-        service.ingest_file(db, actor, 0, path, options, batch_id=batch_id, max_delete_share=max_share)
-    except PlatformError:
-        pass  # recorded on the batch as failed, with the reason
-    finally:
-        shutil.rmtree(path.parent, ignore_errors=True)
+    background.add_task(uploads.run_saved, db, actor, batch_id, path, options, max_share)
+    return service.batch_report(session, service.get_batch(session, batch_id))
 
 
 @router.get("/batches/{batch_id}", response_model=BatchReport, responses=ERRORS,

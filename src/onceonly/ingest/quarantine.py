@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from itertools import chain
 
 from sqlalchemy.orm import Session
 
@@ -18,18 +17,16 @@ from onceonly.ingest import repository as repo
 
 def rejections_csv(session: Session, batch_id: int) -> Iterator[str]:
     """Stream the CSV text of a batch's quarantined rows, a chunk of rows at a time."""
-    rows = repo.iter_rejections(session, batch_id)
-    first = next(rows, None)
     buf = io.StringIO()
     writer = csv.writer(buf)
-    if first is None:
-        writer.writerow(["_row", "_problems"])
-        yield "\ufeff" + buf.getvalue()
-        return
-    columns = list(first.raw)
+    # The columns of every rejected row, in file order: a short (ragged) row has fewer, so the
+    # first row alone does not say. A first pass collects the names only (bounded memory).
+    columns: dict[str, None] = {}
+    for rej in repo.iter_rejections(session, batch_id):
+        columns.update(dict.fromkeys(rej.raw))
     writer.writerow(["_row", "_problems", *columns])
     out = "\ufeff"
-    for rej in chain([first], rows):
+    for rej in repo.iter_rejections(session, batch_id):
         problems = "; ".join(f"{p['field']}: {p['zh']} [{p['rule']}]" for p in rej.problems)
         writer.writerow([rej.row_number, problems, *[_text(rej.raw.get(c)) for c in columns]])
         if buf.tell() > 1 << 16:

@@ -263,7 +263,8 @@ def _open_delimited(path: Path, kind: str, encoding: str | None, size: int) -> S
         raise
     rows = _csv_rows(reader, text, len(header), n, path, enc, delimiter, detected)
     return Source(header=header, rows=rows, format=kind, encoding=enc, size=size,
-                  info={"close": text.close, "delimiter": delimiter, "header_row": n})
+                  info={"close": text.close, "delimiter": delimiter, "header_row": n,
+                        "tell": raw.tell})  # bytes read so far (read-ahead included): progress
 
 
 def _csv_error(exc: csv.Error, row: int) -> IngestInputError:
@@ -468,7 +469,8 @@ def _open_jsonl(path: Path, encoding: str | None, size: int) -> Source:
         raw.close()
         raise
     rows = _jsonl_rows(lines, first, keys, n, path, enc, detected, raw.close)
-    return Source(header=header, rows=rows, format="jsonl", encoding=enc, size=size, info={"close": raw.close})
+    return Source(header=header, rows=rows, format="jsonl", encoding=enc, size=size,
+                  info={"close": raw.close, "tell": raw.tell})
 
 
 def _first_line(exc: Exception) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from onceonly.ingest.models import Batch, Rejection
@@ -27,26 +27,28 @@ def add_rejections(session: Session, rows: list[dict[str, Any]]) -> None:
 
 def first_rejections(session: Session, batch_id: int, limit: int) -> Sequence[Rejection]:
     return session.scalars(select(Rejection).where(Rejection.batch_id == batch_id)
-                           .order_by(Rejection.row_number).limit(limit)).all()
+                           .order_by(Rejection.row_number, Rejection.id).limit(limit)).all()
 
 
 def rejections(session: Session, batch_id: int, offset: int = 0, limit: int = 100) -> tuple[Sequence[Rejection], int]:
     total = session.scalar(select(func.count()).where(Rejection.batch_id == batch_id)) or 0
     rows = session.scalars(select(Rejection).where(Rejection.batch_id == batch_id)
-                           .order_by(Rejection.row_number).offset(offset).limit(limit)).all()
+                           .order_by(Rejection.row_number, Rejection.id).offset(offset).limit(limit)).all()
     return rows, total
 
 
 def iter_rejections(session: Session, batch_id: int, chunk: int = 2000) -> Iterator[Rejection]:
-    """All quarantined rows of a batch in row order, a chunk at a time (bounded memory)."""
-    last = -1
+    """All quarantined rows of a batch in row order, a chunk at a time (bounded memory). Keyed on
+    (row number, id): a resubmission may quarantine two rows under one row number."""
+    last_row, last_id = -1, 0
     while True:
-        rows = session.scalars(select(Rejection).where(Rejection.batch_id == batch_id, Rejection.row_number > last)
-                               .order_by(Rejection.row_number).limit(chunk)).all()
+        after = or_(Rejection.row_number > last_row, and_(Rejection.row_number == last_row, Rejection.id > last_id))
+        rows = session.scalars(select(Rejection).where(Rejection.batch_id == batch_id, after)
+                               .order_by(Rejection.row_number, Rejection.id).limit(chunk)).all()
         if not rows:
             return
         yield from rows
-        last = rows[-1].row_number
+        last_row, last_id = rows[-1].row_number, rows[-1].id
         session.expunge_all()
 
 

@@ -114,7 +114,7 @@ def ingest_file(db: Database, actor: Actor, resource_ref: str | int, path: Path,
     try:
         digest = sha256_of(path)
         with db.session(write=True) as session:
-            batch = _get_batch(session, batch_id)
+            batch = get_batch(session, batch_id)
             res = get_resource(session, batch.resource_id)
             with open_source(path, fmt=options.format, encoding=options.encoding, sheet=options.sheet) as src:
                 batch.sha256, batch.format, batch.encoding, batch.sheet = digest, src.format, src.encoding, src.sheet
@@ -140,7 +140,7 @@ def ingest_file(db: Database, actor: Actor, resource_ref: str | int, path: Path,
     return report(db, batch_id)
 
 
-def _get_batch(session: Session, batch_id: int) -> Batch:
+def get_batch(session: Session, batch_id: int) -> Batch:
     batch = repo.batch(session, batch_id)
     if batch is None:
         raise NotFound(f"batch {batch_id} not found", field="batch")
@@ -169,6 +169,7 @@ def _load(session: Session, res: Resource, batch: Batch, header: list[str],
     key_cols = [i for k in res.key_fields for i, name in cmap.columns.items() if name == k]
     string_keys = all(f.type == "string" for f in res.fields if f.name in res.key_fields)
     key_fns = [checker.plans[k].closure() for k in res.key_fields]
+    key_lengths = [next((f.length for f in res.fields if f.name == k), None) for k in res.key_fields]
     seen_keys: list[tuple[Any, ...]] = []
     rule_counts: Counter[str] = Counter()
     good: list[dict[str, Any]] = []
@@ -201,15 +202,18 @@ def _load(session: Session, res: Resource, batch: Batch, header: list[str],
         if typed is not None and not problems:
             good.append(typed)
             if resubmit_col is not None and resubmit_col < len(values):
-                resolved.append(_as_int(values[resubmit_col]))
+                original = _source_row(values[resubmit_col])
+                if original is not None:
+                    resolved.append(original)
         else:
             rule_counts.update(p.rule for p in problems)
             rejected_rows += 1
-            rejected.append({"batch_id": batch.id, "row_number": _as_int(values[resubmit_col]) if
-                             resubmit_col is not None and resubmit_col < len(values) else number,
+            original = _source_row(values[resubmit_col]) if resubmit_col is not None and \
+                resubmit_col < len(values) else None
+            rejected.append({"batch_id": batch.id, "row_number": original if original is not None else number,
                              "raw": _raw(header, values), "problems": [p.as_dict() for p in problems]})
             if replace and key_cols and len(key_cols) == len(res.key_fields):
-                key = _rejected_key(values, key_cols, key_fns, string_keys)
+                key = _rejected_key(values, key_cols, key_fns, key_lengths if string_keys else None)
                 if key is not None:  # a row to fix is not a row to delete
                     seen_keys.append(key)
         if len(good) + len(rejected) >= CHUNK:
@@ -243,29 +247,35 @@ def _load(session: Session, res: Resource, batch: Batch, header: list[str],
 
 
 def _rejected_key(values: list[Any], key_cols: list[int], key_fns: list[Callable[[Any], Any]],
-                  string_keys: bool) -> tuple[Any, ...] | None:
+                  text_lengths: list[int | None] | None) -> tuple[Any, ...] | None:
     """The key of a rejected row as the store holds it (a lowercase x or a 15-digit ID is
-    normalized like an accepted row's), or its trimmed text when the key cell itself is bad."""
+    normalized like an accepted row's), or — for text keys (`text_lengths` given) — its trimmed
+    text when the key cell itself is bad; None when it cannot be a stored key."""
     key: list[Any] = []
-    for i, fn in zip(key_cols, key_fns, strict=True):
+    for n, (i, fn) in enumerate(zip(key_cols, key_fns, strict=True)):
         raw = values[i] if i < len(values) else None
         try:
             value = fn(raw)
         except CoercionError:
-            if not string_keys:
+            if text_lengths is None or raw is None:
                 return None
-            value = str(raw).strip() if raw is not None else None
+            value = str(raw).strip()
+            limit = text_lengths[n]
+            if limit and len(value) > limit:  # longer than the column: no stored row has it
+                return None
         if value is None or value == "":
             return None
         key.append(value)
     return tuple(key)
 
 
-def _as_int(value: Any) -> int:
+def _source_row(value: Any) -> int | None:
+    """The `_row` of a resubmitted row (typed by people: blank, text, 1e400…) or None."""
     try:
-        return int(float(str(value).strip()))
-    except ValueError:
-        return 0
+        row = int(float(str(value).strip()))
+    except (ValueError, OverflowError):
+        return None
+    return row if 0 < row < 2**53 else None
 
 
 def _raw(header: list[str], values: list[Any]) -> dict[str, Any]:
@@ -320,7 +330,7 @@ def _alive(pid: int) -> bool:
 
 def report(db: Database, batch_id: int) -> BatchReport:
     with db.session() as session:
-        return batch_report(session, _get_batch(session, batch_id))
+        return batch_report(session, get_batch(session, batch_id))
 
 
 def batch_report(session: Session, batch: Batch) -> BatchReport:

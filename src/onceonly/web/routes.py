@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from onceonly.web import auth_pages, catalog_pages, home_pages
+from onceonly.web import auth_pages, catalog_pages, home_pages, ingest_pages
 from onceonly.web.i18n import load_all
 from onceonly.web.security import SecurityHeadersMiddleware
 
@@ -21,4 +21,5 @@ def mount(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(auth_pages.router)
     app.include_router(home_pages.router)
+    app.include_router(ingest_pages.router)  # before the catalog's /catalog/resources/{ref:path}
     app.include_router(catalog_pages.router)
