@@ -12,6 +12,7 @@ from itertools import islice
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, select, text, tuple_, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -148,46 +149,51 @@ def _upsert_chunk(session: Session, res: Resource, chunk: list[dict[str, Any]],
     keys = list(res.key_fields)
     fields = [f.name for f in res.fields]
     instants = [f.name for f in res.fields if f.type == "datetime"]
+    known = set(fields)
     incoming: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in chunk:
         for k in keys:
             if row.get(k) is None:
                 raise ValidationFailed(f"key field {k} is empty", field=k)
-        unknown = set(row) - set(fields)
-        if unknown:
-            raise ValidationFailed(f"unknown fields: {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
+        if not row.keys() <= known:
+            unknown = sorted(set(row) - known)
+            raise ValidationFailed(f"unknown fields: {', '.join(unknown)}", field=unknown[0])
         if any(isinstance(row.get(f), datetime) for f in instants):
             row = {**row, **{f: _as_utc(row[f]) for f in instants if isinstance(row.get(f), datetime)}}
         incoming[_key_of(row, keys)] = row  # a key repeated in one chunk: the last row wins
     key_cols = [table.c[k] for k in keys]
     conn = session.connection()
     where = key_cols[0].in_([k[0] for k in incoming]) if len(keys) == 1 else tuple_(*key_cols).in_(list(incoming))
+    # Only what the comparison needs, as plain rows (no per-row dicts, no timestamp parsing).
+    compared = [*fields, "_version", "_deleted"]
+    pos = {name: i for i, name in enumerate(compared)}
+    key_pos = [pos[k] for k in keys]
     existing = {
-        _key_of(r, keys): r
-        for r in conn.execute(select(table).where(where)).mappings()
+        tuple(r[i] for i in key_pos): r
+        for r in conn.execute(select(*[table.c[c] for c in compared]).where(where)).all()
     }
+    version_at, deleted_at = pos["_version"], pos["_deleted"]
     now = utcnow()
-    inserts: list[dict[str, Any]] = []
+    inserts: list[tuple[Any, ...]] = []
     updates: list[dict[str, Any]] = []
     log: list[tuple[str, tuple[Any, ...]]] = []
     result = UpsertResult()
     for key, row in incoming.items():
         old = existing.get(key)
         if old is None:
-            inserts.append({**{f: row.get(f) for f in fields}, "_version": 1, "_created_at": now,
-                            "_updated_at": now, "_batch_id": batch_id, "_deleted": False})
+            inserts.append((*[row.get(f) for f in fields], 1, now, now, batch_id, False))
             log.append(("I", key))
             result.inserted += 1
             continue
-        changed = {f: v for f, v in row.items() if old[f] != v}
-        if not changed and not old["_deleted"]:
+        was_deleted = old[deleted_at]
+        if not was_deleted and all(old[pos[f]] == v for f, v in row.items()):
             result.unchanged += 1
             continue
-        values = {f: row.get(f, old[f]) for f in fields}
-        updates.append({**{f"b_{f}": v for f, v in values.items()}, "b__version": old["_version"] + 1,
+        values = {f: row.get(f, old[pos[f]]) for f in fields}
+        updates.append({**{f"b_{f}": v for f, v in values.items()}, "b__version": old[version_at] + 1,
                         "b__updated_at": now, "b__batch_id": batch_id})
-        log.append(("I" if old["_deleted"] else "U", key))
-        if old["_deleted"]:
+        log.append(("I" if was_deleted else "U", key))
+        if was_deleted:
             result.inserted += 1
         else:
             result.updated += 1
@@ -195,7 +201,8 @@ def _upsert_chunk(session: Session, res: Resource, chunk: list[dict[str, Any]],
         return result
     first = _reserve(session, res, len(log))
     if inserts:
-        conn.execute(insert(table), inserts)
+        bulk_insert(conn, table, [*fields, "_version", "_created_at", "_updated_at", "_batch_id", "_deleted"],
+                    inserts)
     if updates:
         stmt = (
             update(table)
@@ -212,11 +219,39 @@ def _upsert_chunk(session: Session, res: Resource, chunk: list[dict[str, Any]],
 
 def _append_log(session: Session, res: Resource, first: int, log: list[tuple[str, tuple[Any, ...]]],
                 batch_id: int | None, now: Any) -> None:
-    session.connection().execute(insert(ChangeLog), [
-        {"resource_id": res.id, "seq": first + i, "op": op, "row_key": key_text(key), "batch_id": batch_id,
-         "at": now}
-        for i, (op, key) in enumerate(log)
-    ])
+    bulk_insert(session.connection(), ChangeLog.__table__, ["resource_id", "seq", "op", "row_key", "batch_id", "at"],
+                [(res.id, first + i, op, key_text(key), batch_id, now) for i, (op, key) in enumerate(log)])
+
+
+def bulk_insert(conn: Connection, table: Any, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+    """Insert many rows with the least per-row work: COPY on PostgreSQL; on SQLite one
+    executemany of plain tuples, with each column's SQLAlchemy bind conversion applied once per
+    column rather than through the per-row parameter machinery."""
+    preparer = conn.dialect.identifier_preparer
+    names = ", ".join(preparer.quote(c) for c in columns)
+    if conn.dialect.name == "postgresql":
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cur, cur.copy(f"COPY {preparer.quote(table.name)} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    procs = [table.c[c].type._cached_bind_processor(conn.dialect) for c in columns]
+    if any(procs) and rows:
+        # Column by column: a column holding one value throughout (the batch's timestamp, its id)
+        # is converted once, the others in one list comprehension each.
+        cols: list[Any] = list(zip(*rows, strict=True))
+        for i, proc in enumerate(procs):
+            if proc is None:
+                continue
+            col = cols[i]
+            if col.count(col[0]) == len(col):
+                cols[i] = (proc(col[0]),) * len(col)
+            else:
+                cols[i] = [proc(v) for v in col]
+        rows = list(zip(*cols, strict=True))
+    marks = ", ".join("?" for _ in columns)
+    conn.exec_driver_sql(f"INSERT INTO {preparer.quote(table.name)} ({names}) VALUES ({marks})", rows)
 
 
 def delete_keys(session: Session, res: Resource, keys: Iterable[tuple[Any, ...]],
