@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -124,10 +126,26 @@ def _install_metrics(app: FastAPI) -> CollectorRegistry:
     return registry
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """At start: batches left `running` by a process that is gone (a crash, kill -9) had their
+    transaction rolled back; mark them interrupted so their status tells the truth."""
+    from onceonly.ingest.service import mark_interrupted
+
+    try:
+        marked = mark_interrupted(app.state.db)
+        if marked:
+            log.warning("marked %d interrupted ingest batch(es)", marked)
+    except Exception:  # an unreachable database is reported by /healthz, not by refusing to start
+        log.exception("could not check for interrupted batches")
+    yield
+
+
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
     settings = settings or get_settings()
     db = db or Database(settings)
     app = FastAPI(
+        lifespan=_lifespan,
         title="OnceOnly 政务数据共享交换平台",
         version=__version__,
         description="Catalog, store and exchange of a city's government data. Errors are RFC 9457 problem+json.",
