@@ -5,102 +5,41 @@ Set ONCEONLY_TEST_SCREENSHOTS=/some/dir to keep screenshots of the pages visited
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
-import uvicorn
+from browser_kit import launch, open_page, require_chromium, serve, shot
 from webseed import Seed, seed_database
 
 from onceonly.app import create_app
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-TIMEOUT_MS = 15_000
-
 pytestmark = pytest.mark.browser
+require_chromium()
 
-if not CHROMIUM.exists():
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{CHROMIUM} is required when CI=true (apt-get install chromium)", pytrace=False)
-    pytest.skip(f"{CHROMIUM} not installed", allow_module_level=True)
-
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Seed]]:
     """A real server in a background thread; yields its base URL and the seed."""
     seed = seed_database(tmp_path_factory.mktemp("web-live"))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(seed.settings, seed.db), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, name="uvicorn-web-tests", daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or not thread.is_alive():
-            server.should_exit = True
-            pytest.fail("the test server did not answer /healthz within 20 s")
-        time.sleep(0.1)
-    yield base, seed
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(create_app(seed.settings, seed.db), "uvicorn-web-tests") as base:
+        yield base, seed
     seed.db.dispose()
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with launch() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture
-def page(browser: Browser, live: tuple[str, Seed]) -> Iterator[Page]:
-    """A fresh browser context (no cookies) per test; fails the test on any console error,
-    which is how a Content-Security-Policy violation or a broken asset shows up."""
-    context = browser.new_context(base_url=live[0], locale="zh-CN")
-    context.set_default_timeout(TIMEOUT_MS)
-    pg = context.new_page()
-    errors: list[str] = []
-
-    def on_console(msg: ConsoleMessage) -> None:
-        if msg.type == "error" and "401" not in msg.text and "favicon" not in msg.text:
-            errors.append(msg.text)
-
-    pg.on("console", on_console)
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield pg
-    context.close()
-    assert not errors, f"browser console errors: {errors}"
-
-
-def shot(page: Page, name: str) -> None:
-    folder = os.environ.get("ONCEONLY_TEST_SCREENSHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+def page(browser: Browser, live: Any) -> Iterator[Page]:
+    with open_page(browser, live[0]) as pg:
+        yield pg
 
 
 def sign_in(page: Page, seed: Seed, password: str | None = None) -> None:
