@@ -119,6 +119,22 @@ def _reserve(session: Session, res: Resource, count: int) -> int:
     return int(last) - count + 1
 
 
+def _keys_match(conn: Connection, key_cols: list[Any], keys: list[tuple[Any, ...]]) -> Any:
+    """WHERE the row's key is one of `keys`. On PostgreSQL a one-field key goes as a single array
+    parameter (`= ANY(%s)`) instead of thousands of expanded ones, which the driver would bind
+    and the server parse one by one."""
+    if len(key_cols) == 1:
+        values = [k[0] for k in keys]
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy import any_, bindparam, cast
+            from sqlalchemy.dialects.postgresql import ARRAY
+
+            col = key_cols[0]
+            return col == any_(cast(bindparam("keys", values, type_=ARRAY(col.type)), ARRAY(col.type)))
+        return key_cols[0].in_(values)
+    return tuple_(*key_cols).in_(keys)
+
+
 def _require_published(res: Resource) -> None:
     if res.status != "published" or not res.table_name:
         raise Conflict(f"resource {res.code} v{res.version} is {res.status}; publish it before loading data",
@@ -163,7 +179,7 @@ def _upsert_chunk(session: Session, res: Resource, chunk: list[dict[str, Any]],
         incoming[_key_of(row, keys)] = row  # a key repeated in one chunk: the last row wins
     key_cols = [table.c[k] for k in keys]
     conn = session.connection()
-    where = key_cols[0].in_([k[0] for k in incoming]) if len(keys) == 1 else tuple_(*key_cols).in_(list(incoming))
+    where = _keys_match(conn, key_cols, list(incoming))
     # Only what the comparison needs, as plain rows (no per-row dicts, no timestamp parsing).
     compared = [*fields, "_version", "_deleted"]
     pos = {name: i for i, name in enumerate(compared)}
@@ -265,7 +281,7 @@ def delete_keys(session: Session, res: Resource, keys: Iterable[tuple[Any, ...]]
     deleted = 0
     for chunk in _chunks(({"k": k} for k in keys), CHUNK):
         wanted = [c["k"] for c in chunk]
-        where = key_cols[0].in_([k[0] for k in wanted]) if len(key_cols) == 1 else tuple_(*key_cols).in_(wanted)
+        where = _keys_match(conn, key_cols, wanted)
         live = [tuple(r) for r in conn.execute(select(*key_cols).where(where, table.c._deleted.is_(False)))]
         if not live:
             continue
