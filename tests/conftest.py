@@ -18,7 +18,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +108,15 @@ def sqlite_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
     database = open_database(tmp_path_factory.mktemp("home-sqlite"))
     yield database
     database.dispose()
+
+
+@pytest.fixture
+def fresh_db(db: Database, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """An empty, migrated and initialized database on the same backend as `db` (round trips)."""
+    from onceonly.ops.setup import initialize
+
+    url = "" if db.is_sqlite else request.getfixturevalue("pg_url")(f"fresh{uuid.uuid4().hex[:8]}")
+    other = open_database(tmp_path / "fresh-home", url)
+    initialize(other)
+    yield other
+    other.dispose()

@@ -15,7 +15,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from harness import open_database
 from onceonly.accounts import service as accounts
 from onceonly.accounts.actor import Actor
 from onceonly.accounts.models import StaffAction
@@ -95,16 +94,6 @@ def count_resources(db: Database) -> int:
 def count_actions(db: Database) -> int:
     with db.session() as s:
         return s.scalar(select(func.count()).select_from(StaffAction)) or 0
-
-
-@pytest.fixture
-def fresh_db(db: Database, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """An empty migrated database on the same backend as `db`."""
-    url = "" if db.is_sqlite else request.getfixturevalue("pg_url")(unique("fresh"))
-    other = open_database(tmp_path / "fresh-home", url)
-    initialize(other)
-    yield other
-    other.dispose()
 
 
 # -- export ----------------------------------------------------------------------------------

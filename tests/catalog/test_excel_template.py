@@ -16,7 +16,6 @@ from fastapi.testclient import TestClient
 from openpyxl import Workbook, load_workbook
 from sqlalchemy import func, select
 
-from harness import open_database
 from onceonly.accounts import service as accounts
 from onceonly.accounts.actor import Actor
 from onceonly.catalog import orgs, service
@@ -86,15 +85,6 @@ def filled(db: Database, tmp_path: Path, *overrides: dict[str, Any]) -> tuple[Pa
         path = tmp_path / "filled.xlsx"
         write_template(s, path, made)
     return path, made
-
-
-@pytest.fixture
-def fresh_db(db: Database, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    url = "" if db.is_sqlite else request.getfixturevalue("pg_url")(unique("fresh"))
-    other = open_database(tmp_path / "fresh-home", url)
-    initialize(other)
-    yield other
-    other.dispose()
 
 
 # -- writing ---------------------------------------------------------------------------------

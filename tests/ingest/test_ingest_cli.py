@@ -17,13 +17,10 @@ from ingest_factories import (
     PERSON_HEADER,
     World,
     cid,
-    new_org,
-    person_resource,
     person_row,
     person_rows,
     rejections_of,
     rows_by_key,
-    setup_db,
     snapshot,
     stored,
     write_csv,
@@ -32,7 +29,6 @@ from ingest_factories import (
 from typer.testing import CliRunner, Result
 
 from core_factories import CLI, spec
-from onceonly.catalog.models import Organization
 from onceonly.catalog.service import create_resource
 from onceonly.db import Database
 from onceonly.ingest.cli import register
@@ -51,17 +47,6 @@ def app() -> typer.Typer:
 
     register(app)
     return app
-
-
-@pytest.fixture(scope="module")
-def org(db: Database) -> Organization:
-    setup_db(db)
-    return new_org(db)
-
-
-@pytest.fixture
-def w(db: Database, org: Organization) -> World:
-    return World(db, org, person_resource(db, org))
 
 
 @pytest.fixture

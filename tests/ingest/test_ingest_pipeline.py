@@ -54,18 +54,6 @@ from onceonly.ingest.schemas import IngestOptions
 from onceonly.ingest.service import IngestFailed
 
 
-@pytest.fixture(scope="module")
-def org(db: Database) -> Organization:
-    setup_db(db)
-    return new_org(db)
-
-
-@pytest.fixture
-def w(db: Database, org: Organization) -> World:
-    """A fresh published person resource (with the citizen_id_agrees cross-field rule)."""
-    return World(db, org, person_resource(db, org))
-
-
 @pytest.fixture
 def plain(db: Database, org: Organization) -> World:
     """A fresh person resource without cross-field rules (free birth dates and sexes)."""
