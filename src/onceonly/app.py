@@ -158,8 +158,11 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     registry = _install_metrics(app)
 
     from onceonly.accounts.endpoints import router as accounts_router
+    from onceonly.audit.endpoints import router as audit_router
     from onceonly.catalog.endpoints import router as catalog_router
     from onceonly.catalog.transfer_endpoints import router as transfer_router
+    from onceonly.exchange.endpoints import router as exchange_router
+    from onceonly.exchange.errors import Throttled, throttled_problem
     from onceonly.ingest.endpoints import router as ingest_router
     from onceonly.web.routes import mount as mount_web
 
@@ -168,6 +171,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(ingest_router, prefix="/api/v1")
     app.include_router(catalog_router, prefix="/api/v1")
     app.include_router(transfer_router, prefix="/api/v1")
+    app.include_router(audit_router, prefix="/api/v1")
+    app.include_router(exchange_router, prefix="/api/v1")
+    app.add_exception_handler(Throttled, throttled_problem)  # 429 with Retry-After
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and database check")
     def healthz() -> Response:

@@ -125,8 +125,10 @@ def config_show() -> None:
 
 def _register_subapps() -> None:
     from onceonly.accounts.cli import user_app
+    from onceonly.audit.cli import audit_app
     from onceonly.catalog.cli import catalog_app, codelist_app, org_app, resource_app
     from onceonly.demo.cli import register as register_demo
+    from onceonly.exchange.cli import exchange_app
     from onceonly.ingest.cli import register as register_ingest
 
     app.add_typer(org_app, name="org")
@@ -134,6 +136,8 @@ def _register_subapps() -> None:
     app.add_typer(catalog_app, name="catalog")
     app.add_typer(resource_app, name="resource")
     app.add_typer(codelist_app, name="codelist")
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(exchange_app, name="exchange")
     register_demo(app)
     register_ingest(app)
 

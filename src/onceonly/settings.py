@@ -73,7 +73,15 @@ class Settings(BaseSettings):
     lockout_minutes: int = Field(default=15, ge=1)
     ingest_replace_max_delete_share: float = Field(
         default=0.2, ge=0, le=1, description="replace mode refuses to delete a larger share of a table without --force")
+    ingest_workers: int = Field(
+        default=-1, ge=-1, le=64,
+        description="processes checking rows beside the writer; -1: automatic (files of 32 MiB and more get one "
+                    "less than the CPUs, at most 4), 0: check in the writing process")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    audit_retention_days: int = Field(
+        default=180, description="audit records older than this may be pruned (`onceonly audit prune`); at least 180")
+    audit_checkpoint_every: int = Field(
+        default=1000, ge=1, le=10_000_000, description="sign an audit checkpoint after this many records")
 
     @field_validator("database_url")
     @classmethod
@@ -82,6 +90,13 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite:// or postgresql+psycopg://")
         if value.startswith(("postgresql://", "postgres://")):
             value = "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @field_validator("audit_retention_days")
+    @classmethod
+    def _retention_minimum(cls, value: int) -> int:
+        if value < 180:  # the audit prune guard trigger refuses younger records anyway
+            raise ValueError(f"must be at least 180 days (audit records are kept at least 180 days), not {value}")
         return value
 
     @classmethod

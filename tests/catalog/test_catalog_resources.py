@@ -165,7 +165,7 @@ def test_publish_creates_the_typed_table(db: Database) -> None:
         "id": sqltypes.String, "name": sqltypes.String, "n": sqltypes.Integer, "score": sqltypes.Float,
         "born": sqltypes.Date, "flag": sqltypes.Boolean, "ts": sqltypes.DateTime,
         "_version": sqltypes.Integer, "_created_at": sqltypes.DateTime, "_updated_at": sqltypes.DateTime,
-        "_batch_id": sqltypes.Integer, "_deleted": sqltypes.Boolean,
+        "_batch_id": sqltypes.Integer, "_deleted": sqltypes.Boolean, "_digest": sqltypes.Integer,
     }
     assert set(cols) == set(expected)
     for name, kind in expected.items():

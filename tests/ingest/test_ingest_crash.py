@@ -70,9 +70,10 @@ def run_to_end(args: list[str], env: dict[str, str]) -> dict[str, object]:
     return report
 
 
+@pytest.mark.parametrize("workers", [0, 1], ids=["in-writer", "worker-process"])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_kill_9_mid_batch_then_rerun_converges(backend: str, request: pytest.FixtureRequest, tmp_path: Path,
-                                               big_file: Path) -> None:
+def test_kill_9_mid_batch_then_rerun_converges(backend: str, workers: int, request: pytest.FixtureRequest,
+                                               tmp_path: Path, big_file: Path) -> None:
     url = request.getfixturevalue("pg_url")("crash") if backend == "postgresql" else ""
     home = tmp_path / "home"
     db = open_database(home, url)
@@ -85,10 +86,11 @@ def test_kill_9_mid_batch_then_rerun_converges(backend: str, request: pytest.Fix
         assert before.rows == SEED
 
         env = cli_env(home, url)
+        env["ONCEONLY_INGEST_WORKERS"] = str(workers)
         args = ["ingest", str(big_file), "--resource", res.code, "--json"]
         proc = subprocess.Popen(command(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            killed = _kill_once_running(db, res.id, proc)
+            killed, children = _kill_once_running(db, res.id, proc)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -96,6 +98,8 @@ def test_kill_9_mid_batch_then_rerun_converges(backend: str, request: pytest.Fix
             proc.stdout.close()  # type: ignore[union-attr]
             proc.stderr.close()  # type: ignore[union-attr]
         assert proc.returncode == -signal.SIGKILL
+        assert bool(children) == bool(workers)  # the checking worker (and multiprocessing's tracker)
+        _wait_gone(children)  # leave with the writer
 
         # The killed batch: still `running` on record, and nothing of it in the store or change log.
         assert batch_row(db, killed).status == "running"
@@ -120,7 +124,29 @@ def test_kill_9_mid_batch_then_rerun_converges(backend: str, request: pytest.Fix
         db.dispose()
 
 
-def _kill_once_running(db: Database, res_id: int, proc: subprocess.Popen[bytes]) -> int:
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _wait_gone(pids: list[int], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                break
+            if state in ("Z", "X"):
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"process {pid} outlived the killed ingest")
+
+
+def _kill_once_running(db: Database, res_id: int, proc: subprocess.Popen[bytes]) -> tuple[int, list[int]]:
     """SIGKILL the process once its batch has been `running` for KILL_AFTER seconds."""
     seen: float | None = None
     deadline = time.monotonic() + 60
@@ -133,9 +159,10 @@ def _kill_once_running(db: Database, res_id: int, proc: subprocess.Popen[bytes])
         if status == "running":
             seen = seen or time.monotonic()
             if time.monotonic() - seen >= KILL_AFTER and _writing(db):
+                children = _children(proc.pid)
                 os.kill(proc.pid, signal.SIGKILL)
                 assert batch_id is not None
-                return batch_id
+                return batch_id, children
         time.sleep(0.05)
     raise AssertionError("the batch never showed as running")
 

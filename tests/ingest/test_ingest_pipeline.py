@@ -403,21 +403,23 @@ def test_a_failure_mid_stream_leaves_everything_as_before(w: World, tmp_path: Pa
     ingest(w.db, w.ref, write_csv(tmp_path / "seed.csv", PERSON_HEADER, person_rows(100)))
     before = snapshot(w.db, w.res.id)
     assert before.rows == 100
-    rows = [person_row(i, 子女数="9") for i in range(9000)]  # 100 updates, 8900 inserts
+    bad = service.CHUNK + 3000  # a source row in the second chunk
+    rows = [person_row(i, 子女数="9") for i in range(service.CHUNK + 4000)]  # 100 updates, the rest inserts
     rows[10] = person_row(10, 手机号码="bad")  # a rejection in the first chunk
     good = write_csv(tmp_path / "big.csv", PERSON_HEADER, rows).read_bytes()
     lines = good.split(b"\n")
-    lines[8000 - 1] = lines[8000 - 1].replace("人7998".encode(), "人7998".encode("gbk"))  # row 8000: GBK bytes
+    name = f"人{bad - 2}"
+    lines[bad - 1] = lines[bad - 1].replace(name.encode(), name.encode("gbk"))  # GBK bytes in row `bad`
     path = tmp_path / "mixed.csv"
     path.write_bytes(b"\n".join(lines))
     progress: list[int] = []
     with pytest.raises(IngestFailed) as info:
         service.ingest_file(w.db, CLI, w.ref, path, IngestOptions(), lambda n, _b: progress.append(n))
-    assert progress and progress[0] >= 5000, "the first chunk was written before the failure"
-    assert info.value.rule == "encoding.mixed" and "8000" in info.value.message
+    assert progress and progress[0] >= service.CHUNK, "the first chunk was written before the failure"
+    assert info.value.rule == "encoding.mixed" and str(bad) in info.value.message
     assert snapshot(w.db, w.res.id) == before, "store, change log and rejections as before"
     batch = latest_batch(w.db, w.res.id)
-    assert batch.status == "failed" and "8000" in (batch.error or "") and batch.finished_at is not None
+    assert batch.status == "failed" and str(bad) in (batch.error or "") and batch.finished_at is not None
     assert service.live_progress(batch.id) is None
 
 

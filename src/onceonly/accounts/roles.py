@@ -28,5 +28,12 @@ PERMISSIONS: dict[str, set[str]] = {
     "user.manage": {"security_admin", "dept_admin"},
     "audit.read": {"auditor", "security_admin"},
     "catalog.read": set(ROLES),
+    # exchange: business systems, services, applications and grants (see docs/exchange.md)
+    "system.manage": {"platform_admin", "dept_admin"},
+    "service.publish": {"platform_admin", "steward", "dept_admin"},
+    "exchange.apply": {"steward", "dept_admin"},
+    "exchange.review": {"reviewer", "dept_admin"},
+    "exchange.operate": {"platform_admin"},
+    "exchange.read": {"platform_admin", "auditor", "dept_admin", "steward", "reviewer"},
 }
 ROLES_A_DEPT_ADMIN_MAY_GRANT = {"steward", "reviewer"}

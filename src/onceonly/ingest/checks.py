@@ -81,7 +81,7 @@ class BatchKeys:
     def digest(self, key: tuple[Any, ...]) -> int:
         if self._text_only:
             return hash(key)
-        return int.from_bytes(blake2b(repr(key).encode(), digest_size=8).digest(), "little")
+        return int.from_bytes(blake2b(repr(key).encode(), digest_size=8).digest(), "little", signed=True)
 
     def seen(self, digest: int) -> bool:
         return digest in self._seen
@@ -461,6 +461,18 @@ CROSS_RULES: dict[str, Callable[[Mapping[str, Any], Mapping[str, str]], list[tup
 # --- the row checker ------------------------------------------------------------------------
 
 
+def duplicate_key(key_fields: Sequence[str], key: tuple[Any, ...]) -> Problem:
+    """The rejection of a row whose key an earlier row of the file had (the first is kept)."""
+    shown = ", ".join(f"{n}={quote(v)}" for n, v in zip(key_fields, key, strict=True))
+    return Problem(key_fields[0], "key.duplicate", f"主键（{shown}）与本文件前面的一行重复，保留先出现的一行",
+                   f"the key ({shown}) repeats an earlier row of this file; the first one is kept")
+
+
+def duplicate_unique(name: str, title: str, value: Any) -> Problem:
+    return Problem(name, "unique.duplicate", f"{title}（{name}）“{quote(value)}”与本文件前面的一行重复",
+                   f"{name} {_q(value)} repeats an earlier row of this file; the first one is kept")
+
+
 def _ragged(values: list[Any], width: int) -> Problem:
     return Problem("*", "row.ragged", f"本行有{len(values)}个单元格，表头有{width}列",
                    f"the row has {len(values)} cells but the header has {width} columns")
@@ -474,7 +486,8 @@ class RowChecker:
                  code_sets: Mapping[str, set[str]] | None = None,
                  local_mappings: Mapping[str, Mapping[str, str]] | None = None,
                  cross_rules: Iterable[Mapping[str, Any]] | None = None, *,
-                 columns: ColumnMap | Mapping[int, str] | None = None, width: int | None = None) -> None:
+                 columns: ColumnMap | Mapping[int, str] | None = None, width: int | None = None,
+                 track_keys: bool = True) -> None:
         code_sets = code_sets or {}
         local_mappings = local_mappings or {}
         by_name = {f.name: f for f in fields}
@@ -504,12 +517,12 @@ class RowChecker:
                 raise _catalog_error(f"key field {name} is not a field")
         self.key_fields = tuple(key_fields)
         self.keys: BatchKeys | None = None
-        if self.key_fields:
+        if self.key_fields and track_keys:
             text_only = all(by_name[n].type == "string" for n in self.key_fields)
             self.keys = BatchKeys(self.key_fields, text_only=text_only)
         self._unique: list[tuple[str, BatchKeys]] = [
             (f.name, BatchKeys((f.name,), text_only=f.type == "string")) for f in fields
-            if getattr(f, "unique", False) and (f.name,) != self.key_fields]
+            if track_keys and getattr(f, "unique", False) and (f.name,) != self.key_fields]
 
         mapping = columns.columns if isinstance(columns, ColumnMap) else dict(columns or {})
         self.width = width if width is not None else (max(mapping) + 1 if mapping else 0)
@@ -572,6 +585,8 @@ class RowChecker:
             if not ok(out):
                 return self._finish(out, [])
         if self._simple_key is None:
+            if self.keys is None and not self._unique:  # keys are checked by the caller (keyguard)
+                return out, []
             return self._finish(out, [])
         v = out[self._simple_key]
         if v is not None:
@@ -621,21 +636,14 @@ class RowChecker:
             if None not in key:
                 d = self.keys.digest(key)
                 if self.keys.seen(d):
-                    shown = ", ".join(f"{n}={quote(v)}" for n, v in zip(self.key_fields, key, strict=True))
-                    problems.append(Problem(self.key_fields[0], "key.duplicate",
-                                            f"主键（{shown}）与本文件前面的一行重复，保留先出现的一行",
-                                            f"the key ({shown}) repeats an earlier row of this file; the first one "
-                                            "is kept"))
+                    problems.append(duplicate_key(self.key_fields, key))
                 claims.append((self.keys, d))
         for name, keys in self._unique:
             v = out.get(name)
             if v is not None:
                 d = keys.digest((v,))
                 if keys.seen(d):
-                    problems.append(Problem(name, "unique.duplicate",
-                                            f"{self.titles[name]}（{name}）“{quote(v)}”与本文件前面的一行重复",
-                                            f"{name} {_q(v)} repeats an earlier row of this file; the first one is "
-                                            "kept"))
+                    problems.append(duplicate_unique(name, self.titles[name], v))
                 claims.append((keys, d))
         if problems:
             return None, problems

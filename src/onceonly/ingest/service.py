@@ -12,11 +12,15 @@ import hashlib
 import os
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from onceonly.accounts.actor import Actor
@@ -27,16 +31,20 @@ from onceonly.catalog.service import get_resource
 from onceonly.db import Database, utcnow
 from onceonly.errors import Conflict, NotFound, PermissionDenied, PlatformError, ValidationFailed
 from onceonly.ingest import repository as repo
-from onceonly.ingest.checks import RowChecker
+from onceonly.ingest.checks import RowChecker, duplicate_key
 from onceonly.ingest.coerce import CoercionError
+from onceonly.ingest.fastpath import KnownDigests, RowDigests, fingerprint
+from onceonly.ingest.keyguard import KeyGuard
 from onceonly.ingest.mapping import build_column_map, missing_required_error
 from onceonly.ingest.models import Batch
+from onceonly.ingest.pool import Checked, Checks, InlineChecks, Job, ProcessChecks, checker_spec, worker_count
 from onceonly.ingest.readers import open_source
 from onceonly.ingest.schemas import BatchReport, IngestOptions, RejectionOut
-from onceonly.ingest.types import IngestInputError
+from onceonly.ingest.types import IngestInputError, Problem
 from onceonly.store import service as store
+from onceonly.store.upsert import StageFormat
 
-CHUNK = 5000
+CHUNK = 10_000
 REPORTED_REJECTIONS = 20
 RESUBMIT_COLUMN = "_row"
 Progress = Callable[[int, int], None]  # (rows read, bytes of the file) — called every chunk
@@ -101,8 +109,9 @@ def start_batch(session: Session, actor: Actor, resource_ref: str | int, file_na
 
 def ingest_file(db: Database, actor: Actor, resource_ref: str | int, path: Path, options: IngestOptions,
                 progress: Progress | None = None, batch_id: int | None = None,
-                max_delete_share: float = 0.2) -> BatchReport:
-    """Load one file. Returns the report; a refused file raises IngestFailed after recording it."""
+                max_delete_share: float = 0.2, workers: int | None = None) -> BatchReport:
+    """Load one file. Returns the report; a refused file raises IngestFailed after recording it.
+    `workers`: checking processes beside this one (default: from the settings and the file size)."""
     path = Path(path)
     if not path.is_file():
         raise ValidationFailed(f"{path}: no such file", field="file")
@@ -119,8 +128,10 @@ def ingest_file(db: Database, actor: Actor, resource_ref: str | int, path: Path,
             with open_source(path, fmt=options.format, encoding=options.encoding, sheet=options.sheet) as src:
                 batch.sha256, batch.format, batch.encoding, batch.sheet = digest, src.format, src.encoding, src.sheet
                 tell = src.info.get("tell")
+                if workers is None:
+                    workers = worker_count(db.settings.ingest_workers, path.stat().st_size)
                 _load(session, res, batch, src.header, src.rows, options, progress, max_delete_share,
-                      tell if callable(tell) else None)
+                      tell if callable(tell) else None, workers)
             _finish(session, batch, started)
             record(session, actor, "ingest.commit", f"resource:{res.code}",
                    {"batch": batch_id, "inserted": batch.inserted, "updated": batch.updated,
@@ -149,8 +160,12 @@ def get_batch(session: Session, batch_id: int) -> Batch:
 
 def _load(session: Session, res: Resource, batch: Batch, header: list[str],
           rows: Iterator[tuple[int, list[Any]]], options: IngestOptions, progress: Progress | None,
-          max_delete_share: float, tell: Callable[[], int] | None = None) -> None:
-    """The single path from raw rows to the store (files now, source databases later)."""
+          max_delete_share: float, tell: Callable[[], int] | None = None, workers: int = 0) -> None:
+    """The single path from raw rows to the store (files now, source databases later).
+
+    Chunk by chunk: digests of the raw rows (unchanged rows stop here, see fastpath) → coercion
+    and checks of the rest (in `workers` processes beside this one when > 0, a few chunks ahead)
+    → key uniqueness in file order → store and quarantine."""
     explicit = options.mapping
     if options.resubmit_of is not None:
         explicit = {**(explicit or {}), RESUBMIT_COLUMN: None, "_problems": None}
@@ -163,87 +178,202 @@ def _load(session: Session, res: Resource, batch: Batch, header: list[str],
         if f.code_list:
             code_sets[f.name] = codelists.codes_set(session, f.code_list)
             local[f.name] = codelists.mapping_dict(session, res.provider_id, f.code_list)
-    checker = RowChecker(res.fields, res.key_fields, code_sets, local, res.rules, columns=cmap, width=len(header))
+    checker = RowChecker(res.fields, res.key_fields, code_sets, local, res.rules, columns=cmap, width=len(header),
+                         track_keys=False)
+    guard = KeyGuard(res.fields, res.key_fields)
+    fmt = StageFormat(res, list(cmap.columns.values()), session.get_bind().dialect.name)
     resubmit_col = header.index(RESUBMIT_COLUMN) if options.resubmit_of is not None and RESUBMIT_COLUMN in header \
         else None
     key_cols = [i for k in res.key_fields for i, name in cmap.columns.items() if name == k]
-    string_keys = all(f.type == "string" for f in res.fields if f.name in res.key_fields)
-    key_fns = [checker.plans[k].closure() for k in res.key_fields]
-    key_lengths = [next((f.length for f in res.fields if f.name == k), None) for k in res.key_fields]
-    seen_keys: list[tuple[Any, ...]] = []
-    rule_counts: Counter[str] = Counter()
-    good: list[dict[str, Any]] = []
-    rejected: list[dict[str, Any]] = []
-    resolved: list[int] = []
-    read = rejected_rows = 0
     replace = options.mode == "replace"
-
-    def flush() -> None:
-        if good:
-            result = store.upsert_rows(session, res, good, batch.id)
-            batch.inserted += result.inserted
-            batch.updated += result.updated
-            batch.unchanged += result.unchanged
-            if replace:
-                seen_keys.extend(tuple(r[k] for k in res.key_fields) for r in good)
-            good.clear()
-        if rejected:
-            repo.add_rejections(session, rejected)
-            rejected.clear()
-
-    live_before = 0
+    store.lock_resource(session, res)  # before reading what is stored: see store.lock_resource
+    fast = options.resubmit_of is None and bool(res.key_fields) and len(key_cols) == len(res.key_fields)
+    digester = RowDigests(fingerprint(res, cmap, len(header), code_sets, local), cmap, len(header)) \
+        if fast else None
+    known = KnownDigests.load(session, res) if fast else None
+    if known is not None and not len(known):
+        known = None  # nothing stored with a digest: every row is checked
+    writer = _Writer(session, res, batch, header, fmt, known, resubmit_col)
     if replace:
-        store.lock_resource(session, res)
-        live_before = store.row_count(session, res)  # the share is of these, not diluted by new rows
+        writer.replace = True
+        writer.live_before = store.row_count(session, res)  # the share is of these, not diluted by new rows
+        writer.rejected_key = _rejected_key_of(res, checker, key_cols)
         store.begin_stage(session, res)
-    for number, values in rows:
-        read += 1
-        typed, problems = checker.check_row(values)
-        if typed is not None and not problems:
-            good.append(typed)
-            if resubmit_col is not None and resubmit_col < len(values):
-                original = _source_row(values[resubmit_col])
-                if original is not None:
-                    resolved.append(original)
-        else:
-            rule_counts.update(p.rule for p in problems)
-            rejected_rows += 1
-            original = _source_row(values[resubmit_col]) if resubmit_col is not None and \
-                resubmit_col < len(values) else None
-            rejected.append({"batch_id": batch.id, "row_number": original if original is not None else number,
-                             "raw": _raw(header, values), "problems": [p.as_dict() for p in problems]})
-            if replace and key_cols and len(key_cols) == len(res.key_fields):
-                key = _rejected_key(values, key_cols, key_fns, key_lengths if string_keys else None)
-                if key is not None:  # a row to fix is not a row to delete
-                    seen_keys.append(key)
-        if len(good) + len(rejected) >= CHUNK:
-            flush()
+    pending: deque[_Chunk] = deque()
+    job = Job(checker, fmt, guard.fields)
+    checks: Checks = ProcessChecks(checker_spec(res.fields, res.key_fields, code_sets, local, res.rules,
+                                                cmap.columns, len(header)), fmt, guard.fields, workers) \
+        if workers > 0 else InlineChecks(job)
+    read = 0
+    try:
+        while chunk := list(islice(rows, CHUNK)):
+            read += len(chunk)
+            digests = digester.of(chunk) if digester is not None else None
+            todo: list[int] = list(range(len(chunk)))
+            if known is not None and digests is not None:
+                numbers = np.fromiter((n for n, _ in chunk), dtype=np.int64, count=len(chunk))
+                unchanged = known.claim_unchanged(digests, numbers)
+                batch.unchanged += int(unchanged.sum())
+                todo = np.flatnonzero(~unchanged).tolist()
+            pending.append(_Chunk(chunk, todo, digests, checks.submit([chunk[i][1] for i in todo])))
+            if len(pending) > workers:
+                done = pending.popleft()
+                writer.write(done, guard, pending)
             batch.read = read
-            position = tell() if tell else 0
-            _set_progress(batch.id, read=read, position=position)
-            if progress:
-                progress(read, position)
-        if replace and len(seen_keys) >= CHUNK:
-            store.stage_keys(session, res, seen_keys)
-            seen_keys.clear()
-    flush()
+            if len(chunk) == CHUNK:  # a short chunk is the last one; its reader may be closed already
+                position = tell() if tell else 0
+                _set_progress(batch.id, read=read, position=position)
+                if progress:
+                    progress(read, position)
+        while pending:
+            done = pending.popleft()
+            writer.write(done, guard, pending)
+    finally:
+        checks.close()
     batch.read = read
-    batch.rejected = rejected_rows
-    batch.rule_counts = dict(rule_counts.most_common())
+    batch.rejected = writer.rejected_rows
+    batch.rule_counts = dict(writer.rule_counts.most_common())
     batch.unmapped = list(cmap.unmapped)
     if progress:
         progress(read, batch.file_size)
     if replace:
-        store.stage_keys(session, res, seen_keys)
-        _, gone = store.count_missing(session, res)
-        total = live_before
+        if known is not None:
+            store.stage_unclaimed_digests(session, res, known.unclaimed())
+        _, gone = store.count_missing(session, res, spare_claimed=known is not None)
+        total = writer.live_before
         if total and gone / total > max_delete_share and not options.force:
             raise Conflict(
                 f"replace would delete {gone} of {total} rows ({gone / total:.0%}), more than the "
                 f"{max_delete_share:.0%} allowed; check the file, or pass --force", field="mode")
-        batch.deleted = store.delete_missing(session, res, batch.id)
-    if options.resubmit_of is not None and resolved:
-        repo.resolve(session, options.resubmit_of, resolved, batch.id)
+        batch.deleted = store.delete_missing(session, res, batch.id, spare_claimed=known is not None)
+    if options.resubmit_of is not None and writer.resolved:
+        repo.resolve(session, options.resubmit_of, writer.resolved, batch.id)
+
+
+@dataclass
+class _Chunk:
+    """Raw rows read, which of them need checking, their digests, and the checks' outcome."""
+
+    rows: list[tuple[int, list[Any]]]
+    todo: list[int]
+    digests: Any
+    checked: Future[Checked]
+
+
+def _rejected_key_of(res: Resource, checker: RowChecker, key_cols: list[int]
+                     ) -> Callable[[list[Any]], tuple[Any, ...] | None] | None:
+    if not key_cols or len(key_cols) != len(res.key_fields):
+        return None
+    key_fns = [checker.plans[k].closure() for k in res.key_fields]
+    string_keys = all(f.type == "string" for f in res.fields if f.name in res.key_fields)
+    lengths = [next((f.length for f in res.fields if f.name == k), None) for k in res.key_fields]
+    return lambda values: _rejected_key(values, key_cols, key_fns, lengths if string_keys else None)
+
+
+class _Writer:
+    """A checked chunk's accepted rows to the store, its rejected rows to quarantine, in file
+    order; keeps a key's first row of the file when unchanged rows were skipped (fastpath)."""
+
+    def __init__(self, session: Session, res: Resource, batch: Batch, header: list[str], fmt: StageFormat,
+                 known: KnownDigests | None, resubmit_col: int | None) -> None:
+        self.session, self.res, self.batch, self.header, self.fmt = session, res, batch, header, fmt
+        self.known, self.resubmit_col = known, resubmit_col
+        self.rejected: list[dict[str, Any]] = []
+        self.rejected_rows = 0
+        self.rule_counts: Counter[str] = Counter()
+        self.resolved: list[int] = []
+        self.replace = False  # replace mode: stage the keys of the file (see store.count_missing)
+        self.live_before = 0
+        self.rejected_key: Callable[[list[Any]], tuple[Any, ...] | None] | None = None
+        self.seen_keys: list[tuple[Any, ...]] = []
+
+    def _number(self, number: int, values: list[Any]) -> int:
+        """The row number quarantine records: a resubmitted row keeps its original one."""
+        col = self.resubmit_col
+        original = _source_row(values[col]) if col is not None and col < len(values) else None
+        return original if original is not None else number
+
+    def reject(self, number: int, values: list[Any], problems: list[Problem]) -> None:
+        self.rule_counts.update(p.rule for p in problems)
+        self.rejected_rows += 1
+        self.rejected.append({"batch_id": self.batch.id, "row_number": self._number(number, values),
+                              "raw": _raw(self.header, values), "problems": [p.as_dict() for p in problems]})
+
+    def write(self, done: _Chunk, guard: KeyGuard, pending: deque[_Chunk]) -> None:
+        checked = done.checked.result()
+        for pos, problems in checked.rejected:
+            number, values = done.rows[done.todo[pos]]
+            self.reject(number, values, problems)
+            if self.rejected_key is not None:
+                key = self.rejected_key(values)
+                if key is not None:  # a row to fix is not a row to delete
+                    self.seen_keys.append(key)
+        rows = [done.todo[pos] for pos in checked.ok]  # chunk indexes of the accepted rows
+        columns, guarded = checked.columns, checked.guarded
+        duplicates = guard.check(guarded, len(rows))
+        if duplicates:
+            for p, problems in duplicates.items():
+                self.reject(*done.rows[rows[p]], problems)
+            keep = [p for p in range(len(rows)) if p not in duplicates]
+            rows = [rows[p] for p in keep]
+            columns = [[col[p] for p in keep] for col in columns]
+            guarded = {f: [col[p] for p in keep] for f, col in guarded.items()}
+        if self.resubmit_col is not None:
+            for i in rows:
+                original = _source_row(done.rows[i][1][self.resubmit_col]) \
+                    if self.resubmit_col < len(done.rows[i][1]) else None
+                if original is not None:
+                    self.resolved.append(original)
+        keys = [guarded[k] for k in self.res.key_fields]
+        if rows:
+            digests: list[int | None] = [d or None for d in done.digests[rows].tolist()] \
+                if done.digests is not None else [None] * len(rows)
+            veto = self._veto(done, rows, keys, pending) if self.known is not None else None
+            result = store.upsert_columns(self.session, self.res, self.fmt, columns, keys, digests, self.batch.id,
+                                          veto)
+            self.batch.inserted += result.inserted
+            self.batch.updated += result.updated
+            self.batch.unchanged += result.unchanged
+            if self.replace:
+                self.seen_keys.extend(zip(*keys, strict=True))
+        if self.rejected:
+            repo.add_rejections(self.session, self.rejected)
+            self.rejected = []
+        if self.replace:
+            store.stage_keys(self.session, self.res, self.seen_keys)
+            self.seen_keys.clear()
+
+    def _veto(self, done: _Chunk, rows: list[int], keys: list[list[Any]], pending: deque[_Chunk]
+              ) -> Callable[[list[tuple[int, int]]], list[int]]:
+        known = self.known
+        assert known is not None
+
+        def veto(pairs: list[tuple[int, int]]) -> list[int]:
+            out: list[int] = []
+            for idx, stored in pairs:
+                number, values = done.rows[rows[idx]]
+                holder = known.claim_stored(number, stored)
+                if not holder:
+                    continue
+                problem = duplicate_key(self.res.key_fields, tuple(col[idx] for col in keys))
+                if holder < number:
+                    out.append(idx)
+                    self.reject(number, values, [problem])
+                else:  # a later row, read ahead, was counted unchanged: it is the duplicate
+                    self.batch.unchanged -= 1
+                    self.reject(holder, _values_of(holder, done, pending), [problem])
+            return out
+
+        return veto
+
+
+def _values_of(number: int, done: _Chunk, pending: deque[_Chunk]) -> list[Any]:
+    """The raw cells of source row `number`, from the chunk being written or one read ahead."""
+    for c in (done, *pending):
+        for n, values in c.rows:
+            if n == number:
+                return values
+    raise LookupError(number)
 
 
 def _rejected_key(values: list[Any], key_cols: list[int], key_fns: list[Callable[[Any], Any]],

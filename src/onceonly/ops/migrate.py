@@ -11,7 +11,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 import onceonly.accounts.models
+import onceonly.audit.models
 import onceonly.catalog.models
+import onceonly.exchange.models
 import onceonly.ingest.models
 import onceonly.store.models  # noqa: F401  (register every table on the metadata)
 from onceonly.db import Base
@@ -27,11 +29,11 @@ def _config() -> Config:
     return cfg
 
 
-def upgrade(engine: Engine) -> None:
+def upgrade(engine: Engine, target: str = "head") -> None:
     cfg = _config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, target)
 
 
 def head_revision() -> str | None:

@@ -4,23 +4,22 @@ sequence. An identical row writes nothing; the caller's transaction makes a batc
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, select, text, tuple_, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from onceonly.catalog.models import Resource
 from onceonly.db import utcnow
-from onceonly.errors import Conflict, ValidationFailed
+from onceonly.errors import Conflict
 from onceonly.store.models import ChangeLog
 from onceonly.store.tables import forget, table_for, table_name_for
+from onceonly.store.upsert import Stage, StageFormat, Veto, key_text, key_texts, prepare
 
 CHUNK = 2000
 
@@ -34,6 +33,7 @@ class UpsertResult:
     first_seq: int | None = None
     last_seq: int | None = None
     keys_seen: int = field(default=0, repr=False)
+    vetoed: list[int] = field(default_factory=list, repr=False)
 
     def add(self, other: UpsertResult) -> None:
         self.inserted += other.inserted
@@ -44,6 +44,7 @@ class UpsertResult:
             self.first_seq = other.first_seq
         if other.last_seq is not None:
             self.last_seq = other.last_seq
+        self.vetoed.extend(other.vetoed)
 
 
 @dataclass(frozen=True)
@@ -78,22 +79,6 @@ def add_columns(session: Session, res: Resource, names: Sequence[str], new_query
     for index in table.indexes:
         if any(c.name in new_query_fields for c in index.columns):
             conn.execute(CreateIndex(index, if_not_exists=True))
-
-
-def _as_utc(value: datetime) -> datetime:
-    """Stored datetimes come back aware in UTC; compare like with like (naive means UTC)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _key_of(row: Mapping[Any, Any], keys: Sequence[str]) -> tuple[Any, ...]:
-    return tuple(row[k] for k in keys)
-
-
-def key_text(key: tuple[Any, ...]) -> str:
-    """Change-log key: the bare value for a one-field key, a JSON array for a composite one."""
-    if len(key) == 1:
-        return str(key[0])
-    return json.dumps([str(k) for k in key], ensure_ascii=False)
 
 
 def lock_resource(session: Session, res: Resource) -> None:
@@ -148,88 +133,83 @@ def _chunks(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str
 
 
 def upsert_rows(session: Session, res: Resource, rows: Iterable[dict[str, Any]],
-                batch_id: int | None = None) -> UpsertResult:
+                batch_id: int | None = None, *, digests: Sequence[int | None] | None = None,
+                veto: Veto | None = None, chunk_size: int = CHUNK, unique: bool = False) -> UpsertResult:
     """Insert new keys, update changed rows, skip identical ones; log each real change.
-    Rows carry typed values keyed by field name; absent fields keep their stored value."""
+    Rows carry typed values keyed by field name; absent fields keep their stored value.
+
+    `digests` (one per row, aligned with `rows`) are stored with the rows written; `veto` is
+    shown, before anything is written, the digest each matching stored row had, and returns the
+    rows (indexes into `rows`) to leave out — ingest uses it to keep a key's first row of a file.
+    `unique`: the caller vouches that no key repeats (else the last row of a key wins)."""
     _require_published(res)
     lock_resource(session, res)
     total = UpsertResult()
-    for chunk in _chunks(rows, CHUNK):
-        total.add(_upsert_chunk(session, res, chunk, batch_id))
+    table = table_for(res)
+    stage: Stage | None = None
+    offset = 0
+    try:
+        for chunk in _chunks(rows, chunk_size):
+            if stage is None:
+                stage = Stage(session.connection(), res, table)
+            part = digests[offset:offset + len(chunk)] if digests is not None else None
+            total.add(_upsert_chunk(session, res, stage, chunk, batch_id, part, veto, offset, unique))
+            offset += len(chunk)
+    finally:
+        if stage is not None:
+            stage.drop()
     return total
 
 
-def _upsert_chunk(session: Session, res: Resource, chunk: list[dict[str, Any]],
-                  batch_id: int | None) -> UpsertResult:
-    table = table_for(res)
-    keys = list(res.key_fields)
-    fields = [f.name for f in res.fields]
-    instants = [f.name for f in res.fields if f.type == "datetime"]
-    known = set(fields)
-    incoming: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for row in chunk:
-        for k in keys:
-            if row.get(k) is None:
-                raise ValidationFailed(f"key field {k} is empty", field=k)
-        if not row.keys() <= known:
-            unknown = sorted(set(row) - known)
-            raise ValidationFailed(f"unknown fields: {', '.join(unknown)}", field=unknown[0])
-        if any(isinstance(row.get(f), datetime) for f in instants):
-            row = {**row, **{f: _as_utc(row[f]) for f in instants if isinstance(row.get(f), datetime)}}
-        incoming[_key_of(row, keys)] = row  # a key repeated in one chunk: the last row wins
-    key_cols = [table.c[k] for k in keys]
-    conn = session.connection()
-    where = _keys_match(conn, key_cols, list(incoming))
-    # Only what the comparison needs, as plain rows (no per-row dicts, no timestamp parsing).
-    compared = [*fields, "_version", "_deleted"]
-    pos = {name: i for i, name in enumerate(compared)}
-    key_pos = [pos[k] for k in keys]
-    existing = {
-        tuple(r[i] for i in key_pos): r
-        for r in conn.execute(select(*[table.c[c] for c in compared]).where(where)).all()
-    }
-    version_at, deleted_at = pos["_version"], pos["_deleted"]
-    now = utcnow()
-    inserts: list[tuple[Any, ...]] = []
-    updates: list[dict[str, Any]] = []
-    log: list[tuple[str, tuple[Any, ...]]] = []
+def upsert_columns(session: Session, res: Resource, fmt: StageFormat, columns: list[list[Any]],
+                   keys: list[list[Any]], digests: Sequence[int | None], batch_id: int | None,
+                   veto: Veto | None = None) -> UpsertResult:
+    """`upsert_rows` for rows converted already (`StageFormat.columns` and `.key_columns`), all
+    carrying the same fields, no key twice: what ingest's checking workers hand the writer."""
+    _require_published(res)
+    lock_resource(session, res)
+    if not keys or not keys[0]:
+        return UpsertResult()
+    stage = Stage(session.connection(), res, table_for(res))
+    try:
+        staged = [list(range(len(keys[0]))), *columns, key_texts(keys), digests]
+        return _apply_staged(session, res, stage, fmt.present, staged, batch_id, veto, 0, converted=True)
+    finally:
+        stage.drop()
+
+
+def _upsert_chunk(session: Session, res: Resource, stage: Stage, chunk: list[dict[str, Any]],
+                  batch_id: int | None, digests: Sequence[int | None] | None, veto: Veto | None,
+                  offset: int, unique: bool) -> UpsertResult:
     result = UpsertResult()
-    for key, row in incoming.items():
-        old = existing.get(key)
-        if old is None:
-            inserts.append((*[row.get(f) for f in fields], 1, now, now, batch_id, False))
-            log.append(("I", key))
-            result.inserted += 1
-            continue
-        was_deleted = old[deleted_at]
-        if not was_deleted and all(old[pos[f]] == v for f, v in row.items()):
-            result.unchanged += 1
-            continue
-        values = {f: row.get(f, old[pos[f]]) for f in fields}
-        updates.append({**{f"b_{f}": v for f, v in values.items()}, "b__version": old[version_at] + 1,
-                        "b__updated_at": now, "b__batch_id": batch_id})
-        log.append(("I" if was_deleted else "U", key))
-        if was_deleted:
-            result.inserted += 1
-        else:
-            result.updated += 1
-    if not log:
-        return result
-    first = _reserve(session, res, len(log))
-    if inserts:
-        bulk_insert(conn, table, [*fields, "_version", "_created_at", "_updated_at", "_batch_id", "_deleted"],
-                    inserts)
-    if updates:
-        stmt = (
-            update(table)
-            .where(and_(*[table.c[k] == bindparam(f"b_{k}") for k in keys]))
-            .values({**{f: bindparam(f"b_{f}") for f in fields if f not in keys},
-                     "_version": bindparam("b__version"), "_updated_at": bindparam("b__updated_at"),
-                     "_batch_id": bindparam("b__batch_id"), "_deleted": False})
-        )
-        conn.execute(stmt, updates)
-    _append_log(session, res, first, log, batch_id, now)
-    result.first_seq, result.last_seq = first, first + len(log) - 1
+    for present, columns in prepare(res, chunk, list(res.key_fields), digests, unique=unique):
+        result.add(_apply_staged(session, res, stage, present, columns, batch_id, veto, offset))
+    return result
+
+
+def _apply_staged(session: Session, res: Resource, stage: Stage, present: list[str], columns: list[Sequence[Any]],
+                  batch_id: int | None, veto: Veto | None, offset: int, converted: bool = False) -> UpsertResult:
+    """Stage one group of rows, let the database classify them, hear the veto, write."""
+    keys = list(res.key_fields)
+    result = UpsertResult()
+    stage.clear()
+    stage.load(present, columns, converted=converted)
+    stage.classify(keys, present)
+    if veto is not None:
+        pairs = [(offset + i, d) for i, d in stage.stored_digests()]
+        dropped = [i - offset for i in veto(pairs)] if pairs else []
+        if dropped:
+            stage.remove(dropped)
+            result.vetoed.extend(offset + i for i in dropped)
+    counts = stage.counts()
+    result.inserted += counts.get("I", 0) + counts.get("R", 0)
+    result.updated += counts.get("U", 0)
+    result.unchanged += counts.get("N", 0)
+    changes = counts.get("I", 0) + counts.get("R", 0) + counts.get("U", 0)
+    if changes:
+        first = _reserve(session, res, changes)
+        stage.apply(res, keys, present, first, batch_id, utcnow())
+        result.first_seq, result.last_seq = first, first + changes - 1
     return result
 
 
@@ -240,34 +220,42 @@ def _append_log(session: Session, res: Resource, first: int, log: list[tuple[str
 
 
 def bulk_insert(conn: Connection, table: Any, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
-    """Insert many rows with the least per-row work: COPY on PostgreSQL; on SQLite one
-    executemany of plain tuples, with each column's SQLAlchemy bind conversion applied once per
-    column rather than through the per-row parameter machinery."""
+    """Insert many rows with the least per-row work (see `bulk_insert_columns`)."""
+    if rows:
+        bulk_insert_columns(conn, table, columns, list(zip(*rows, strict=True)))
+
+
+def bulk_insert_columns(conn: Connection, table: Any, columns: list[str], values: Sequence[Sequence[Any]],
+                        converted: bool = False) -> None:
+    """Insert rows given column by column: COPY on PostgreSQL; on SQLite one executemany of
+    plain tuples, with each column's SQLAlchemy bind conversion applied once per column rather
+    than through the per-row parameter machinery (a column holding one value throughout, such as
+    the batch's timestamp, is converted once). `converted`: the values are driver-ready already
+    (see upsert.StageFormat)."""
+    if not values or not len(values[0]):
+        return
     preparer = conn.dialect.identifier_preparer
     names = ", ".join(preparer.quote(c) for c in columns)
     if conn.dialect.name == "postgresql":
         raw = conn.connection.driver_connection
         assert raw is not None
         with raw.cursor() as cur, cur.copy(f"COPY {preparer.quote(table.name)} ({names}) FROM STDIN") as copy:
-            for row in rows:
+            for row in zip(*values, strict=True):
                 copy.write_row(row)
         return
-    procs = [table.c[c].type._cached_bind_processor(conn.dialect) for c in columns]
-    if any(procs) and rows:
-        # Column by column: a column holding one value throughout (the batch's timestamp, its id)
-        # is converted once, the others in one list comprehension each.
-        cols: list[Any] = list(zip(*rows, strict=True))
-        for i, proc in enumerate(procs):
-            if proc is None:
-                continue
-            col = cols[i]
-            if col.count(col[0]) == len(col):
-                cols[i] = (proc(col[0]),) * len(col)
-            else:
-                cols[i] = [proc(v) for v in col]
-        rows = list(zip(*cols, strict=True))
+    procs = [None if converted else table.c[c].type._cached_bind_processor(conn.dialect) for c in columns]
+    cols: list[Any] = list(values)
+    for i, proc in enumerate(procs):
+        if proc is None:
+            continue
+        col = cols[i]
+        if col.count(col[0]) == len(col):
+            cols[i] = (proc(col[0]),) * len(col)
+        else:
+            cols[i] = [proc(v) for v in col]
     marks = ", ".join("?" for _ in columns)
-    conn.exec_driver_sql(f"INSERT INTO {preparer.quote(table.name)} ({names}) VALUES ({marks})", rows)
+    conn.exec_driver_sql(f"INSERT INTO {preparer.quote(table.name)} ({names}) VALUES ({marks})",
+                         list(zip(*cols, strict=True)))
 
 
 def delete_keys(session: Session, res: Resource, keys: Iterable[tuple[Any, ...]],
@@ -350,28 +338,70 @@ def stage_keys(session: Session, res: Resource, keys: Iterable[tuple[Any, ...]])
         conn.execute(stmt, chunk)
 
 
-def count_missing(session: Session, res: Resource) -> tuple[int, int]:
+def stage_unclaimed_digests(session: Session, res: Resource, digests: Iterable[int]) -> None:
+    """Digests of live rows no row of a full load stood for (see ingest's fast path): with
+    `spare_claimed`, only rows with one of these digests — or none — can be missing."""
+    from sqlalchemy import BigInteger, Column, MetaData, Table
+
+    conn = session.connection()
+    staged = Table(f"tmp_unclaimed_{res.id}", MetaData(), Column("d", BigInteger, primary_key=True),
+                   prefixes=["TEMPORARY"])
+    conn.execute(text(f"DROP TABLE IF EXISTS {staged.name}"))
+    conn.execute(CreateTable(staged))
+    for chunk in _chunks(({"d": d} for d in digests), CHUNK):
+        conn.execute(insert(staged), chunk)
+
+
+def _missing(res: Resource, table: Any, spare_claimed: bool) -> Any:
+    staged = _stage_table(res)
+    missing = ~select(staged).where(and_(*[staged.c[k] == table.c[k] for k in res.key_fields])).exists()
+    if spare_claimed:
+        missing = and_(missing, or_(table.c._digest.is_(None),
+                                    table.c._digest.in_(text(f"SELECT d FROM tmp_unclaimed_{res.id}"))))
+    return missing
+
+
+def count_missing(session: Session, res: Resource, spare_claimed: bool = False) -> tuple[int, int]:
     """(live rows, live rows whose key was not staged) — one anti-join, set-based."""
     table = table_for(res)
-    staged = _stage_table(res)
     conn = session.connection()
     live = table.c._deleted.is_(False)
-    missing = ~select(staged).where(and_(*[staged.c[k] == table.c[k] for k in res.key_fields])).exists()
     total = int(conn.execute(select(func.count()).select_from(table).where(live)).scalar_one())
-    gone = int(conn.execute(select(func.count()).select_from(table).where(live, missing)).scalar_one())
+    gone = int(conn.execute(select(func.count()).select_from(table)
+                            .where(live, _missing(res, table, spare_claimed))).scalar_one())
     return total, gone
 
 
-def delete_missing(session: Session, res: Resource, batch_id: int | None) -> int:
-    """Delete every live row whose key `keys_missing_from` did not stage, then drop the stage."""
+def delete_missing(session: Session, res: Resource, batch_id: int | None, spare_claimed: bool = False) -> int:
+    """Delete every live row whose key was not staged, then drop the stage."""
     table = table_for(res)
-    staged = _stage_table(res)
     conn = session.connection()
-    missing = ~select(staged).where(and_(*[staged.c[k] == table.c[k] for k in res.key_fields])).exists()
     key_cols = [table.c[k] for k in res.key_fields]
-    keys = [tuple(r) for r in conn.execute(select(*key_cols).where(table.c._deleted.is_(False), missing))]
-    conn.execute(text(f"DROP TABLE IF EXISTS {staged.name}"))
+    keys = [tuple(r) for r in conn.execute(select(*key_cols).where(
+        table.c._deleted.is_(False), _missing(res, table, spare_claimed)))]
+    conn.execute(text(f"DROP TABLE IF EXISTS {_stage_table(res).name}"))
+    conn.execute(text(f"DROP TABLE IF EXISTS tmp_unclaimed_{res.id}"))
     return delete_keys(session, res, keys, batch_id) if keys else 0
+
+
+def live_digests(session: Session, res: Resource) -> Iterator[int]:
+    """The source-row digests of the live rows (streamed)."""
+    table = table_for(res)
+    conn = session.connection()
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    live = "NOT _deleted" if conn.dialect.name == "postgresql" else "_deleted = 0"
+    sql = f"SELECT _digest FROM {conn.dialect.identifier_preparer.quote(table.name)} " \
+          f"WHERE {live} AND _digest IS NOT NULL"
+    # The driver's own cursor, a block at a time: millions of bare ints, no Row objects.
+    cur = raw.cursor(name="live_digests") if conn.dialect.name == "postgresql" else raw.cursor()
+    try:
+        cur.execute(sql)
+        while block := cur.fetchmany(100_000):
+            for (d,) in block:
+                yield d
+    finally:
+        cur.close()
 
 
 def _stage_table(res: Resource) -> Any:

@@ -25,7 +25,7 @@ from sqlalchemy.types import TypeEngine
 from onceonly.catalog.models import Field, Resource
 from onceonly.db import UTCDateTime
 
-SYSTEM_COLUMNS = ("_version", "_created_at", "_updated_at", "_batch_id", "_deleted")
+SYSTEM_COLUMNS = ("_version", "_created_at", "_updated_at", "_batch_id", "_deleted", "_digest")
 TABLE_PREFIX = "r_"
 
 # Resource tables live on their own metadata so Alembic never treats them as platform tables.
@@ -90,6 +90,8 @@ def _table_for(res: Resource) -> Table:
         Column("_updated_at", UTCDateTime, nullable=False),
         Column("_batch_id", BigInteger, nullable=True),
         Column("_deleted", Boolean, nullable=False, server_default=false()),
+        # Digest of the source row this version was loaded from (ingest's unchanged-row fast path).
+        Column("_digest", BigInteger, nullable=True),
     ]
     table = Table(name, resource_metadata, *cols)
     for q in res.query_fields:

@@ -1,0 +1,1 @@
+"""exchange domain: systems, credentials, services, applications, grants and enforcement."""

@@ -1,0 +1,146 @@
+"""Row checking beside the writer: chunks of raw rows go to worker processes, which coerce and
+check them (checks.RowChecker) and send back typed rows or problems, in order.
+
+The writing process keeps everything that depends on order or on the database: reading the
+file, the unchanged-row digests, key uniqueness (keyguard), quarantine and the store. A worker
+holds no database connection and writes nothing, so killing either process at any moment leaves
+the store as the batch's transaction left it: rolled back. Workers are spawned (never forked:
+the server runs batches on threads), and leave when the writing process disappears."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from types import SimpleNamespace
+from typing import Any, Protocol
+
+from onceonly.ingest.checks import RowChecker
+from onceonly.ingest.types import Problem
+from onceonly.store.upsert import StageFormat
+
+MIN_PARALLEL_BYTES = 32 << 20
+
+
+@dataclass
+class Checked:
+    """A chunk's outcome: the accepted rows as stage columns (driver-ready, `StageFormat`) plus
+    typed columns of the fields uniqueness looks at; the rejected rows with their problems.
+    Positions are into the rows submitted. Columns, not dicts: they cross a process boundary."""
+
+    ok: list[int]
+    columns: list[list[Any]]
+    guarded: dict[str, list[Any]]
+    rejected: list[tuple[int, list[Problem]]]
+
+
+@dataclass
+class Job:
+    """What checking needs besides the rows: the checker and the output's shape."""
+
+    checker: RowChecker
+    fmt: StageFormat
+    guarded: list[str]
+
+
+def check_chunk(job: Job, rows: list[list[Any]]) -> Checked:
+    check = job.checker.check_row
+    ok: list[int] = []
+    typed: list[dict[str, Any]] = []
+    rejected: list[tuple[int, list[Problem]]] = []
+    for pos, values in enumerate(rows):
+        out, problems = check(values)
+        if out is not None and not problems:
+            ok.append(pos)
+            typed.append(out)
+        else:
+            rejected.append((pos, problems))
+    return Checked(ok, job.fmt.columns(typed), {f: [r.get(f) for r in typed] for f in job.guarded}, rejected)
+
+
+_job: Job | None = None
+
+
+class Checks(Protocol):
+    def submit(self, rows: list[list[Any]]) -> Future[Checked]: ...
+
+    def close(self) -> None: ...
+
+
+class InlineChecks:
+    """Checks in the calling process (small files, one CPU, or workers turned off)."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    def submit(self, rows: list[list[Any]]) -> Future[Checked]:
+        done: Future[Checked] = Future()
+        done.set_result(check_chunk(self.job, rows))
+        return done
+
+    def close(self) -> None:
+        pass
+
+
+class ProcessChecks:
+    def __init__(self, spec: dict[str, Any], fmt: StageFormat, guarded: list[str], workers: int) -> None:
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                         initializer=_start_worker, initargs=(spec, fmt, guarded, os.getpid()))
+
+    def submit(self, rows: list[list[Any]]) -> Future[Checked]:
+        return self._pool.submit(_check_in_worker, rows)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def worker_count(setting: int, file_size: int) -> int:
+    """The setting when given (> 0); automatic (-1): none below MIN_PARALLEL_BYTES, where
+    starting a process costs more than it saves, else one less than the CPUs, at most 4."""
+    if setting >= 0:
+        return setting
+    if file_size < MIN_PARALLEL_BYTES:
+        return 0
+    return max(0, min((os.cpu_count() or 1) - 1, 4))
+
+
+def checker_spec(fields: Sequence[Any], key_fields: Sequence[str], code_sets: Mapping[str, set[str]],
+                 local: Mapping[str, Mapping[str, str]], rules: Any, columns: Mapping[int, str],
+                 width: int) -> dict[str, Any]:
+    """What a worker needs to build the same RowChecker, as plain picklable data."""
+    from sqlalchemy import inspect
+
+    def plain(f: Any) -> dict[str, Any]:
+        return {attr.key: getattr(f, attr.key) for attr in inspect(type(f)).column_attrs}
+
+    return {"fields": [plain(f) for f in fields], "key_fields": list(key_fields), "code_sets": dict(code_sets),
+            "local": {k: dict(v) for k, v in local.items()}, "rules": rules, "columns": dict(columns),
+            "width": width}
+
+
+def build_checker(spec: dict[str, Any]) -> RowChecker:
+    fields = [SimpleNamespace(**f) for f in spec["fields"]]
+    return RowChecker(fields, spec["key_fields"], spec["code_sets"], spec["local"], spec["rules"],
+                      columns=spec["columns"], width=spec["width"], track_keys=False)
+
+
+def _start_worker(spec: dict[str, Any], fmt: StageFormat, guarded: list[str], parent: int) -> None:
+    global _job
+    _job = Job(build_checker(spec), fmt, guarded)
+    threading.Thread(target=_leave_with, args=(parent,), daemon=True).start()
+
+
+def _leave_with(parent: int) -> None:
+    """A worker of a killed writer would otherwise wait for work forever."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+
+
+def _check_in_worker(rows: list[list[Any]]) -> Checked:
+    assert _job is not None
+    return check_chunk(_job, rows)
