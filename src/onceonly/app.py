@@ -138,7 +138,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             log.warning("marked %d interrupted ingest batch(es)", marked)
     except Exception:  # an unreachable database is reported by /healthz, not by refusing to start
         log.exception("could not check for interrupted batches")
+    from onceonly.exchange.webhooks import start_delivery
+
+    deliveries = start_delivery(app.state.settings, app.state.db, app.state.secret)  # webhook worker thread
     yield
+    if deliveries is not None:
+        deliveries.stop()
 
 
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
@@ -156,13 +161,19 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.secret = settings.ensure_secret()
     _install_errors(app)
     registry = _install_metrics(app)
+    from onceonly.exchange.metrics import register as register_exchange_metrics
+
+    register_exchange_metrics(registry)  # exchange calls (observe_call) on /metrics
 
     from onceonly.accounts.endpoints import router as accounts_router
     from onceonly.audit.endpoints import router as audit_router
     from onceonly.catalog.endpoints import router as catalog_router
     from onceonly.catalog.transfer_endpoints import router as transfer_router
+    from onceonly.exchange.data_endpoints import router as exchange_data_router
     from onceonly.exchange.endpoints import router as exchange_router
     from onceonly.exchange.errors import Throttled, throttled_problem
+    from onceonly.exchange.stats_endpoints import router as exchange_stats_router
+    from onceonly.exchange.subscription_endpoints import router as exchange_subscriptions_router
     from onceonly.ingest.endpoints import router as ingest_router
     from onceonly.web.routes import mount as mount_web
 
@@ -173,6 +184,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(transfer_router, prefix="/api/v1")
     app.include_router(audit_router, prefix="/api/v1")
     app.include_router(exchange_router, prefix="/api/v1")
+    app.include_router(exchange_subscriptions_router, prefix="/api/v1")  # before any /exchange/{service}/… router
+    app.include_router(exchange_stats_router, prefix="/api/v1")  # before any /exchange/{service}/… router
+    app.include_router(exchange_data_router, prefix="/api/v1")  # last of /exchange: the fixed paths win
     app.add_exception_handler(Throttled, throttled_problem)  # 429 with Retry-After
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and database check")

@@ -82,6 +82,18 @@ class Settings(BaseSettings):
         default=180, description="audit records older than this may be pruned (`onceonly audit prune`); at least 180")
     audit_checkpoint_every: int = Field(
         default=1000, ge=1, le=10_000_000, description="sign an audit checkpoint after this many records")
+    exchange_webhook_allow_private: bool = Field(
+        default=False, description="let webhooks target loopback and private addresses (closed networks, tests)")
+    exchange_delivery_enabled: bool = Field(
+        default=True, description="run the webhook delivery worker inside `onceonly serve`")
+    exchange_webhook_timeout_seconds: float = Field(
+        default=10, gt=0, le=120, description="a webhook POST not answered within this is a failed attempt")
+    exchange_webhook_max_attempts: int = Field(
+        default=12, ge=1, le=100, description="failed attempts at one batch before the subscription is dead-lettered")
+    exchange_webhook_retry_base_seconds: float = Field(
+        default=10, gt=0, le=3600, description="first retry delay; doubles per failed attempt (with jitter)")
+    exchange_webhook_retry_cap_seconds: float = Field(
+        default=3600, gt=0, le=86400, description="longest retry delay")
 
     @field_validator("database_url")
     @classmethod

@@ -103,6 +103,7 @@ def test_filters(api: Api, params: dict[str, Any], count: int) -> None:
     ("records", "system", "'; DROP TABLE audit_records;--"), ("records", "service", "<script>alert(1)</script>"),
     ("records", "system", "x" * 65), ("records", "kind", "both"), ("records", "status", "abc"),
     ("records", "status", "99"), ("export", "format", "xml"), ("export", "system", "a b"),
+    ("records", "since", "0001-01-01T00:00:00+08:00"), ("export", "until", "0001-01-01T00:00:00+08:00"),
 ])
 def test_bad_query_values_are_422_naming_the_parameter(api: Api, path: str, param: str, value: str) -> None:
     body = assert_problem(get(api, f"/api/v1/audit/{path}", **{param: value}), 422, field=param)

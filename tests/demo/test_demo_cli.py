@@ -123,3 +123,64 @@ def test_separate_processes_build_the_same_city_with_different_passwords(tmp_pat
     refused = _run(homes[0], "demo", *SMALL)
     assert refused.returncode == 1
     assert len(refused.stderr.strip().splitlines()) == 1 and "--force" in refused.stderr
+
+
+def test_demo_credentials_call_their_services(app: typer.Typer, home: Path) -> None:
+    """demo-credentials.json lists each demo system's key and services; each key works in its
+    service's mode, the opening burst left audited calls, and a service outside the list is refused."""
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from onceonly.app import create_app
+    from onceonly.audit.models import AuditRecord
+    from onceonly.catalog.service import get_resource
+    from onceonly.demo.exchange import CREDENTIALS_FILE, SERVICES
+    from onceonly.store.service import fetch_rows
+
+    result = CliRunner().invoke(app, ["demo", *SMALL])
+    assert result.exit_code == 0, result.output
+    path = home / CREDENTIALS_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    creds = json.loads(path.read_text(encoding="utf-8"))
+    assert isinstance(creds, list) and len(creds) >= 4
+    assert all({"system", "api_key", "services"} <= set(c) for c in creds)
+    assert sum(len(c["services"]) for c in creds) >= 8
+    modes = {s.code: s.mode for s in SERVICES}
+    db = _open(home)
+    try:
+        with db.session() as s:
+            calls = s.scalar(select(func.count()).select_from(AuditRecord).where(AuditRecord.kind == "call"))
+            assert calls and calls >= 50, "the opening burst is audited"
+        with TestClient(create_app(db.settings, db)) as client:
+            for cred in creds:
+                auth = {"Authorization": f"Bearer {cred['api_key']}"}
+                for code in cred["services"]:
+                    if modes[code] == "query":
+                        r = client.get(f"/api/v1/exchange/{code}/records", params={"limit": 2}, headers=auth)
+                    elif modes[code] == "bulk":
+                        r = client.get(f"/api/v1/exchange/{code}/changes", params={"since": 0, "limit": 2},
+                                       headers=auth)
+                    elif modes[code] == "verify":
+                        spec = next(x for x in SERVICES if x.code == code)
+                        with db.session() as s:
+                            row = fetch_rows(s, get_resource(s, spec.resource), limit=1)[0]
+                        claim = {f: row[f] for f in spec.fields[:2]}
+                        r = client.post(f"/api/v1/exchange/{code}/verify", json={"records": [claim]}, headers=auth)
+                        assert r.status_code == 200, r.text
+                        assert r.json()["results"][0]["match"] is True
+                        continue
+                    else:
+                        r = client.get(f"/api/v1/exchange/{code}/records/none", headers=auth)
+                        assert r.status_code == 404, r.text  # authorized, just no such record
+                        continue
+                    assert r.status_code == 200, (code, r.text)
+                others = [s.code for s in SERVICES if s.code not in cred["services"]]
+                if others:
+                    r = client.get(f"/api/v1/exchange/{others[0]}/records", headers=auth)
+                    assert r.status_code == 403, r.text
+            metrics = client.get("/metrics").text  # the calls above are counted by service, mode, status
+            assert 'onceonly_exchange_calls_total{mode="verify",service="gaj-rk-verify",status_class="2xx"}' in metrics
+            assert 'status_class="4xx"' in metrics
+    finally:
+        db.dispose()

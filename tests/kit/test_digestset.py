@@ -38,3 +38,12 @@ def test_extreme_values() -> None:
     assert not digests.contains(edge).any()
     digests.add(edge)
     assert digests.contains(edge).all()
+
+
+def test_runs_stop_merging_at_the_cap() -> None:
+    digests = DigestSet(max_run=100)
+    for i in range(50):
+        digests.add(np.arange(i * 30, i * 30 + 30, dtype=np.int64))
+    assert all(len(r) <= 100 for r in digests._runs)
+    assert len(digests) == 1500
+    assert digests.contains(np.array([0, 1499, 1500], dtype=np.int64)).tolist() == [True, True, False]

@@ -91,3 +91,46 @@ def sign_in(client: TestClient, username: str, password: str, next_: str = "/") 
         page = client.get("/orgs")
     return client.post("/login", data={"username": username, "password": password, "next": next_,
                                        "csrf_token": csrf_of(page.text)})
+
+
+@dataclass(frozen=True)
+class ExchangeSeed:
+    """Exchange staff and data on top of `Seed` (see `seed_exchange`)."""
+
+    passwords: dict[str, str]  # username → password
+    resource_id: int  # 机动车登记信息 of the first department, not yet offered as a service
+    system_code: str  # the second department's business system
+    service_code: str  # a query service over hukou, published by the first department
+
+
+def seed_exchange(seed: Seed) -> ExchangeSeed:
+    """For the exchange pages: the first department (示例市公安局) provides — `steward1` (data
+    steward) and `reviewer1` (reviewer) — and holds a conditional resource 机动车登记信息 with
+    one personal field among internal ones; the second (市场监管局) consumes — `steward2` and its
+    system `scjg-xt`; `auditor1` reads the audit log. A query service S0001 over hukou exists."""
+    from onceonly.exchange import services as exchange_services
+    from onceonly.exchange import systems as exchange_systems
+    from onceonly.exchange.schemas import ServiceIn, SystemIn
+
+    a = Actor.cli()
+    passwords: dict[str, str] = {}
+    with seed.db.session(write=True) as s:
+        org1, org2 = orgs.get_org(s, seed.org_code), orgs.get_org(s, seed.org2_code)
+        for username, role, org in (("steward1", "steward", org1), ("reviewer1", "reviewer", org1),
+                                    ("steward2", "steward", org2), ("auditor1", "auditor", None)):
+            _, passwords[username] = create_user(s, a, username, role, org.id if org else None)
+        spec = ResourceSpec(
+            name="vehicle", title="机动车登记信息", provider=seed.org_code, catalog="101", key_fields=["plate"],
+            query_fields=["vehicle_type"], share_type="conditional", share_condition="依法履职需要",
+            fields=[
+                FieldSpec(name="plate", title="号牌号码", length=10),
+                FieldSpec(name="vehicle_type", title="车辆类型", length=3),
+                FieldSpec(name="owner_name", title="所有人姓名", length=50, sensitivity="personal"),
+                FieldSpec(name="region", title="登记地区划", length=6, code_list="GB/T 2260"),
+            ])
+        vehicle = service.publish_resource(s, a, service.create_resource(s, a, spec))
+        exchange_systems.create_system(s, a, SystemIn(code="scjg-xt", name="市场监管业务系统", org=seed.org2_code,
+                                                      contact="李工"), "web-test-secret")
+        hukou = exchange_services.publish_service(s, a, ServiceIn(
+            resource=seed.resource_code, mode="query", fields=["citizen_id", "name", "sex"], name="户籍人口信息查询"))
+        return ExchangeSeed(passwords, vehicle.id, "scjg-xt", hukou.code)

@@ -46,16 +46,22 @@ def audit_filter(
     kind: Annotated[Kind | None, Query(description="call or staff")] = None,
     status: Annotated[int | None, Query(ge=100, le=599, description="HTTP status of the call")] = None,
 ) -> AuditFilter:
-    since, until = _utc(since), _utc(until)
+    since, until = _utc(since, "since"), _utc(until, "until")
     if since is not None and until is not None and until <= since:
         raise ValidationFailed("until must be after since", field="until")
     return AuditFilter(since=since, until=until, system=system, service=service, kind=kind, status=status)
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+def _utc(value: datetime | None, name: str) -> datetime | None:
+    """The instant in UTC; one the calendar cannot hold in UTC (0001-01-01T00:00+08:00) is a 422."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValidationFailed(f"{name} is out of range", field=name) from None
 
 
 Filter = Annotated[AuditFilter, Depends(audit_filter)]

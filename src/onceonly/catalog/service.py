@@ -32,7 +32,7 @@ def get_resource(session: Session, ref: str | int, *, editing: bool = False) -> 
     """By id, code (newest published version) or name (newest published, else newest draft).
     `editing` prefers the open draft version, which is what edits and publishing act on."""
     res: Resource | None
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit() and len(ref) <= 18):
         res = repo.resource_by_id(session, int(ref))
     elif editing and (draft := repo.draft_version(session, ref)) is not None:
         res = draft

@@ -21,6 +21,7 @@ from onceonly.db import Database
 from onceonly.demo.accounts import Account, create_staff
 from onceonly.demo.companies import generate_companies
 from onceonly.demo.departments import DEPARTMENTS, create_departments
+from onceonly.demo.exchange import SYSTEMS, DemoCredential, build_exchange
 from onceonly.demo.people import generate_people
 from onceonly.demo.progress import Quiet, Stages
 from onceonly.demo.resources import ALL_RESOURCES, COMPANY_RESOURCES, PERSON_RESOURCES, categories, generator
@@ -45,6 +46,7 @@ class DemoResult:
     resources: int = 0
     rows: dict[str, int] = field(default_factory=dict)
     accounts: list[Account] = field(default_factory=list)
+    credentials: list[DemoCredential] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -110,6 +112,10 @@ def build_demo(db: Database, options: DemoOptions, stages: Stages | None = None)
         stages.start("账号 accounts", 1)
         result.accounts = create_staff(session, BUILDER, world.orgs)
         stages.advance()
+
+        stages.start("交换 exchange", len(SYSTEMS))
+        result.credentials = build_exchange(session, BUILDER, world.orgs, db.settings.ensure_secret())
+        stages.advance(len(SYSTEMS))
     result.seconds = time.perf_counter() - started
     return result
 

@@ -33,8 +33,10 @@ def demo(
     A home that already holds a platform is refused unless --force."""
     from onceonly.demo.accounts import write_accounts_file
     from onceonly.demo.build import DemoOptions, build_demo
+    from onceonly.demo.exchange import write_credentials_file
     from onceonly.demo.home import existing_content, wipe
     from onceonly.demo.progress import RichStages
+    from onceonly.demo.traffic import run_burst
 
     s = settings()
     where = mask_url(s.effective_database_url) if s.database_url else str(s.home)
@@ -53,12 +55,16 @@ def demo(
     try:
         with RichStages(console) as stages:
             result = build_demo(db, options, stages)
+            granted = sum(len(c.services) for c in result.credentials)
+            stages.start("交换流量 traffic", granted)
+            statuses = run_burst(s, result.credentials, seed, tick=stages.advance)
     finally:
         db.dispose()
     bind_host, bind_port = host or s.host, port or s.port
     url = f"http://{bind_host}:{bind_port}/"
     note = f"seed {seed}, {persons} persons, {companies} companies"
     path = write_accounts_file(s.home, url, result.accounts, note)
+    creds_path = write_credentials_file(s.home, result.credentials)
     admin = result.accounts[0]
     console.print(
         f"built 示例市 in {result.seconds:.1f} s: {result.departments} departments, {result.resources} resources, "
@@ -67,6 +73,10 @@ def demo(
     console.print(f"admin:    {admin.username}", highlight=False, soft_wrap=True)
     console.print(f"password: {admin.password}", highlight=False, soft_wrap=True)
     console.print(f"all staff accounts and passwords: {path} (mode 0600)", highlight=False, soft_wrap=True)
+    by_status = ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()))
+    console.print(f"exchange: {len(result.credentials)} systems, {granted} grants, {sum(statuses.values())} calls "
+                  f"in the opening burst ({by_status})", highlight=False, soft_wrap=True)
+    console.print(f"systems' API keys: {creds_path} (mode 0600)", highlight=False, soft_wrap=True)
     if no_serve:
         return
     import uvicorn

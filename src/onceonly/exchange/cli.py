@@ -17,6 +17,7 @@ from onceonly.errors import ValidationFailed
 from onceonly.exchange import applications, credentials, grants, services, systems
 from onceonly.exchange import repository as repo
 from onceonly.exchange.schemas import DecisionIn, ServiceIn, SystemIn
+from onceonly.exchange.subscription_cli import register as register_subscriptions
 
 exchange_app = typer.Typer(no_args_is_help=True, help="Exchange: systems, keys, services, applications, grants.")
 system_app = typer.Typer(no_args_is_help=True, help="Business systems (业务系统), the exchange's API clients.")
@@ -29,6 +30,7 @@ exchange_app.add_typer(key_app, name="key")
 exchange_app.add_typer(service_app, name="service")
 exchange_app.add_typer(application_app, name="application")
 exchange_app.add_typer(grant_app, name="grant")
+register_subscriptions(exchange_app)  # deliver, subscription …
 
 
 def _names(value: str | None) -> list[str] | None:

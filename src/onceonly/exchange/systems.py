@@ -19,7 +19,7 @@ from onceonly.exchange.staff_audit import audit
 
 # Path words of the exchange API: a system named like one would make its URLs ambiguous.
 RESERVED_CODES = frozenset({"systems", "services", "applications", "grants", "keys", "verify", "records",
-                            "export", "changes", "subscription", "me"})
+                            "export", "changes", "subscription", "subscriptions", "stats", "me"})
 
 
 def check_code(code: str) -> str:

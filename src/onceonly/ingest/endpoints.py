@@ -28,7 +28,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _check_reader(session: DbSession, actor: CurrentActor, batch_id: int) -> Any:
-    batch = repo.batch(session, batch_id)
+    batch = repo.batch(session, batch_id) if 0 < batch_id < 2**63 else None  # the database's integer range
     if batch is None:
         from onceonly.errors import NotFound
 

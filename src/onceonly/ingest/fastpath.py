@@ -59,22 +59,37 @@ def fingerprint(res: Resource, cmap: ColumnMap, width: int, code_sets: Mapping[s
 
 
 class RowDigests:
-    """Digests of raw rows (cells of the mapped columns, in column order) under one seed."""
+    """Digests of raw rows (cells of the mapped columns, in column order) under one seed.
+    Picklable: checking workers compute them for an initial load."""
 
     def __init__(self, seed: int, cmap: ColumnMap, width: int) -> None:
         self.seed = seed
         self.width = width
-        indexes = sorted(cmap.columns)
-        self._pick = itemgetter(*indexes) if len(indexes) > 1 else (lambda v: (v[indexes[0]],))
+        self.indexes = sorted(cmap.columns)
+        self._pick = self._picker()
+
+    def _picker(self) -> Any:
+        indexes = self.indexes
+        return itemgetter(*indexes) if len(indexes) > 1 else (lambda v: (v[indexes[0]],))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"seed": self.seed, "width": self.width, "indexes": self.indexes}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._pick = self._picker()
 
     def of(self, rows: Sequence[tuple[int, list[Any]]]) -> NDArray[np.int64]:
         """One signed 64-bit digest per row; 0 for a row that cannot be digested (ragged,
         unreadable), which never matches because no stored row gets 0."""
+        return self.of_values([values for _, values in rows])
+
+    def of_values(self, rows: Sequence[list[Any]]) -> NDArray[np.int64]:
         h = xxhash.xxh3_64_intdigest
         seed, width, pick, sep = self.seed, self.width, self._pick, _SEP
         out: list[int] = []
         append = out.append
-        for _, values in rows:
+        for values in rows:
             if values.__class__ is not list or len(values) != width:
                 append(0)
                 continue
@@ -143,7 +158,3 @@ class KnownDigests:
     def unclaimed(self) -> Iterable[int]:
         """Digests of live rows no row of the file stood for (replace mode's delete candidates)."""
         return (int(d) for d in self.sorted[self.claimed == 0])
-
-
-def signed(digest: int) -> int:
-    return digest - _SIGN if digest >= _HALF else digest

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 from typing import Any, Protocol
 
 from onceonly.ingest.checks import RowChecker
+from onceonly.ingest.fastpath import RowDigests
 from onceonly.ingest.types import Problem
 from onceonly.store.upsert import StageFormat
 
@@ -36,6 +37,7 @@ class Checked:
     columns: list[list[Any]]
     guarded: dict[str, list[Any]]
     rejected: list[tuple[int, list[Problem]]]
+    digests: list[int] | None = None  # of the accepted rows, when the job digests (initial loads)
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Job:
     checker: RowChecker
     fmt: StageFormat
     guarded: list[str]
+    digester: RowDigests | None = None
 
 
 def check_chunk(job: Job, rows: list[list[Any]]) -> Checked:
@@ -59,7 +62,9 @@ def check_chunk(job: Job, rows: list[list[Any]]) -> Checked:
             typed.append(out)
         else:
             rejected.append((pos, problems))
-    return Checked(ok, job.fmt.columns(typed), {f: [r.get(f) for r in typed] for f in job.guarded}, rejected)
+    digests = job.digester.of_values([rows[p] for p in ok]).tolist() if job.digester is not None else None
+    return Checked(ok, job.fmt.columns(typed), {f: [r.get(f) for r in typed] for f in job.guarded}, rejected,
+                   digests)
 
 
 _job: Job | None = None
@@ -87,9 +92,10 @@ class InlineChecks:
 
 
 class ProcessChecks:
-    def __init__(self, spec: dict[str, Any], fmt: StageFormat, guarded: list[str], workers: int) -> None:
+    def __init__(self, spec: dict[str, Any], job: Job, workers: int) -> None:
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                         initializer=_start_worker, initargs=(spec, fmt, guarded, os.getpid()))
+                                         initializer=_start_worker,
+                                         initargs=(spec, job.fmt, job.guarded, job.digester, os.getpid()))
 
     def submit(self, rows: list[list[Any]]) -> Future[Checked]:
         return self._pool.submit(_check_in_worker, rows)
@@ -128,9 +134,10 @@ def build_checker(spec: dict[str, Any]) -> RowChecker:
                       columns=spec["columns"], width=spec["width"], track_keys=False)
 
 
-def _start_worker(spec: dict[str, Any], fmt: StageFormat, guarded: list[str], parent: int) -> None:
+def _start_worker(spec: dict[str, Any], fmt: StageFormat, guarded: list[str], digester: RowDigests | None,
+                  parent: int) -> None:
     global _job
-    _job = Job(build_checker(spec), fmt, guarded)
+    _job = Job(build_checker(spec), fmt, guarded, digester)
     threading.Thread(target=_leave_with, args=(parent,), daemon=True).start()
 
 

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -120,18 +120,20 @@ def ingest_file(db: Database, actor: Actor, resource_ref: str | int, path: Path,
             batch_id = start_batch(session, actor, resource_ref, path.name, path.stat().st_size, options)
     started = time.perf_counter()
     _set_progress(batch_id, read=0, bytes=path.stat().st_size, status="running")
+    hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
     try:
-        digest = sha256_of(path)
+        digest = hashing.submit(sha256_of, path)  # beside the load: hashlib lets go of the GIL
         with db.session(write=True) as session:
             batch = get_batch(session, batch_id)
             res = get_resource(session, batch.resource_id)
             with open_source(path, fmt=options.format, encoding=options.encoding, sheet=options.sheet) as src:
-                batch.sha256, batch.format, batch.encoding, batch.sheet = digest, src.format, src.encoding, src.sheet
+                batch.format, batch.encoding, batch.sheet = src.format, src.encoding, src.sheet
                 tell = src.info.get("tell")
                 if workers is None:
                     workers = worker_count(db.settings.ingest_workers, path.stat().st_size)
                 _load(session, res, batch, src.header, src.rows, options, progress, max_delete_share,
                       tell if callable(tell) else None, workers)
+            batch.sha256 = digest.result()
             _finish(session, batch, started)
             record(session, actor, "ingest.commit", f"resource:{res.code}",
                    {"batch": batch_id, "inserted": batch.inserted, "updated": batch.updated,
@@ -146,6 +148,7 @@ def ingest_file(db: Database, actor: Actor, resource_ref: str | int, path: Path,
         _fail(db, batch_id, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", started)
         raise
     finally:
+        hashing.shutdown(wait=True, cancel_futures=True)
         with _progress_lock:
             _progress.pop(batch_id, None)
     return report(db, batch_id)
@@ -199,16 +202,18 @@ def _load(session: Session, res: Resource, batch: Batch, header: list[str],
         writer.live_before = store.row_count(session, res)  # the share is of these, not diluted by new rows
         writer.rejected_key = _rejected_key_of(res, checker, key_cols)
         store.begin_stage(session, res)
+    writer.empty = store.is_empty(session, res)
     pending: deque[_Chunk] = deque()
-    job = Job(checker, fmt, guard.fields)
+    # Without stored digests to compare with, only accepted rows need theirs: the checks compute them.
+    job = Job(checker, fmt, guard.fields, digester if known is None else None)
     checks: Checks = ProcessChecks(checker_spec(res.fields, res.key_fields, code_sets, local, res.rules,
-                                                cmap.columns, len(header)), fmt, guard.fields, workers) \
+                                                cmap.columns, len(header)), job, workers) \
         if workers > 0 else InlineChecks(job)
     read = 0
     try:
         while chunk := list(islice(rows, CHUNK)):
             read += len(chunk)
-            digests = digester.of(chunk) if digester is not None else None
+            digests = digester.of(chunk) if digester is not None and known is not None else None
             todo: list[int] = list(range(len(chunk)))
             if known is not None and digests is not None:
                 numbers = np.fromiter((n for n, _ in chunk), dtype=np.int64, count=len(chunk))
@@ -282,6 +287,7 @@ class _Writer:
         self.rejected_rows = 0
         self.rule_counts: Counter[str] = Counter()
         self.resolved: list[int] = []
+        self.empty = False  # the table held no row when the batch began (an initial load)
         self.replace = False  # replace mode: stage the keys of the file (see store.count_missing)
         self.live_before = 0
         self.rejected_key: Callable[[list[Any]], tuple[Any, ...] | None] | None = None
@@ -310,6 +316,8 @@ class _Writer:
                     self.seen_keys.append(key)
         rows = [done.todo[pos] for pos in checked.ok]  # chunk indexes of the accepted rows
         columns, guarded = checked.columns, checked.guarded
+        digests: list[int | None] = [d or None for d in done.digests[rows].tolist()] \
+            if done.digests is not None else [d or None for d in checked.digests or [0] * len(rows)]
         duplicates = guard.check(guarded, len(rows))
         if duplicates:
             for p, problems in duplicates.items():
@@ -318,6 +326,7 @@ class _Writer:
             rows = [rows[p] for p in keep]
             columns = [[col[p] for p in keep] for col in columns]
             guarded = {f: [col[p] for p in keep] for f, col in guarded.items()}
+            digests = [digests[p] for p in keep]
         if self.resubmit_col is not None:
             for i in rows:
                 original = _source_row(done.rows[i][1][self.resubmit_col]) \
@@ -325,12 +334,13 @@ class _Writer:
                 if original is not None:
                     self.resolved.append(original)
         keys = [guarded[k] for k in self.res.key_fields]
-        if rows:
-            digests: list[int | None] = [d or None for d in done.digests[rows].tolist()] \
-                if done.digests is not None else [None] * len(rows)
+        if rows and self.empty:  # nothing was stored: every key is new (and unique, see keyguard)
+            result = store.insert_new(self.session, self.res, self.fmt, columns, keys, digests, self.batch.id)
+        elif rows:
             veto = self._veto(done, rows, keys, pending) if self.known is not None else None
             result = store.upsert_columns(self.session, self.res, self.fmt, columns, keys, digests, self.batch.id,
                                           veto)
+        if rows:
             self.batch.inserted += result.inserted
             self.batch.updated += result.updated
             self.batch.unchanged += result.unchanged

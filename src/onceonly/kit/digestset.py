@@ -1,7 +1,10 @@
 """A set of 64-bit digests at 8 bytes each: sorted numpy runs merged like a binary counter.
 
 A Python set of ints costs 60–90 bytes an entry, which for the keys of a ten-million-row file
-is most of a gigabyte; here it is 80 MB. Lookups and inserts go a chunk at a time."""
+is most of a gigabyte; here it is 80 MB. Lookups and inserts go a chunk at a time. Runs stop
+merging at `max_run` digests, so a merge never needs more than a few times 8 MB of scratch
+memory (the peak a process reaches is what it keeps), at the price of one more binary search
+per run and lookup."""
 
 from __future__ import annotations
 
@@ -10,8 +13,9 @@ from numpy.typing import NDArray
 
 
 class DigestSet:
-    def __init__(self) -> None:
+    def __init__(self, max_run: int = 1 << 20) -> None:
         self._runs: list[NDArray[np.int64]] = []
+        self.max_run = max_run
 
     def __len__(self) -> int:
         return sum(len(r) for r in self._runs)
@@ -37,6 +41,7 @@ class DigestSet:
         self._runs.append(fresh)
         # Merge while the newer run is at least half the older one: O(log n) runs, each digest
         # moved O(log n) times.
-        while len(self._runs) > 1 and 2 * len(self._runs[-1]) >= len(self._runs[-2]):
+        while (len(self._runs) > 1 and 2 * len(self._runs[-1]) >= len(self._runs[-2])
+               and len(self._runs[-1]) + len(self._runs[-2]) <= self.max_run):
             newer = self._runs.pop()
             self._runs[-1] = np.union1d(self._runs[-1], newer)

@@ -14,6 +14,7 @@ import onceonly.accounts.models
 import onceonly.audit.models
 import onceonly.catalog.models
 import onceonly.exchange.models
+import onceonly.exchange.subscription_models
 import onceonly.ingest.models
 import onceonly.store.models  # noqa: F401  (register every table on the metadata)
 from onceonly.db import Base

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, text, tuple_, update
+from sqlalchemy import and_, bindparam, func, insert, literal, or_, select, text, tuple_, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateIndex, CreateTable
@@ -178,6 +178,36 @@ def upsert_columns(session: Session, res: Resource, fmt: StageFormat, columns: l
         stage.drop()
 
 
+def is_empty(session: Session, res: Resource) -> bool:
+    """No row at all, not even a deleted one: every key a writer holding the lock adds is new."""
+    table = table_for(res)
+    return session.connection().execute(select(literal(1)).select_from(table).limit(1)).first() is None
+
+
+def insert_new(session: Session, res: Resource, fmt: StageFormat, columns: list[list[Any]],
+               keys: list[list[Any]], digests: Sequence[int | None], batch_id: int | None) -> UpsertResult:
+    """Insert rows whose keys the caller knows are not stored (see `is_empty`) straight into the
+    table, with no stage and no comparison: an initial load. Logged like `upsert_rows`."""
+    _require_published(res)
+    lock_resource(session, res)
+    count = len(keys[0]) if keys else 0
+    if not count:
+        return UpsertResult()
+    conn = session.connection()
+    table = table_for(res)
+    now = utcnow()
+    first = _reserve(session, res, count)
+    names = [*fmt.present, "_digest", "_version", "_created_at", "_updated_at", "_batch_id", "_deleted"]
+    n = len(digests)
+    bulk_insert_columns(conn, table, names, [*columns, digests, (1,) * n, (now,) * n, (now,) * n,
+                                             (batch_id,) * n, (False,) * n], converted=True, constants=5)
+    texts = key_texts(keys)
+    bulk_insert_columns(conn, ChangeLog.__table__, ["seq", "row_key", "resource_id", "op", "batch_id", "at"],
+                        [range(first, first + n), texts, (res.id,) * n, ("I",) * n, (batch_id,) * n, (now,) * n],
+                        constants=4)
+    return UpsertResult(inserted=count, first_seq=first, last_seq=first + count - 1)
+
+
 def _upsert_chunk(session: Session, res: Resource, stage: Stage, chunk: list[dict[str, Any]],
                   batch_id: int | None, digests: Sequence[int | None] | None, veto: Veto | None,
                   offset: int, unique: bool) -> UpsertResult:
@@ -226,7 +256,7 @@ def bulk_insert(conn: Connection, table: Any, columns: list[str], rows: list[tup
 
 
 def bulk_insert_columns(conn: Connection, table: Any, columns: list[str], values: Sequence[Sequence[Any]],
-                        converted: bool = False) -> None:
+                        converted: bool = False, constants: int = 0) -> None:
     """Insert rows given column by column: COPY on PostgreSQL; on SQLite one executemany of
     plain tuples, with each column's SQLAlchemy bind conversion applied once per column rather
     than through the per-row parameter machinery (a column holding one value throughout, such as
@@ -243,7 +273,9 @@ def bulk_insert_columns(conn: Connection, table: Any, columns: list[str], values
             for row in zip(*values, strict=True):
                 copy.write_row(row)
         return
-    procs = [None if converted else table.c[c].type._cached_bind_processor(conn.dialect) for c in columns]
+    procs = [table.c[c].type._cached_bind_processor(conn.dialect) for c in columns]
+    if converted:  # the leading columns are driver-ready; trailing `constants` (one value each) are not
+        procs = [None] * (len(columns) - constants) + procs[len(columns) - constants:]
     cols: list[Any] = list(values)
     for i, proc in enumerate(procs):
         if proc is None:
@@ -253,9 +285,23 @@ def bulk_insert_columns(conn: Connection, table: Any, columns: list[str], values
             cols[i] = (proc(col[0]),) * len(col)
         else:
             cols[i] = [proc(v) for v in col]
-    marks = ", ".join("?" for _ in columns)
-    conn.exec_driver_sql(f"INSERT INTO {preparer.quote(table.name)} ({names}) VALUES ({marks})",
+    marks = ["?"] * len(columns)
+    if constants:  # one value for every row: written into the statement, not bound per row
+        marks[-constants:] = [_sql_literal(col[0]) for col in cols[-constants:]]
+        cols = cols[:-constants]
+    conn.exec_driver_sql(f"INSERT INTO {preparer.quote(table.name)} ({names}) VALUES ({', '.join(marks)})",
                          list(zip(*cols, strict=True)))
+
+
+def _sql_literal(value: Any) -> str:
+    """A driver-ready constant as SQLite literal (our own numbers and timestamps only)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def delete_keys(session: Session, res: Resource, keys: Iterable[tuple[Any, ...]],

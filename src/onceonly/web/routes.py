@@ -7,7 +7,16 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from onceonly.web import auth_pages, catalog_pages, home_pages, ingest_pages
+from onceonly.web import (
+    audit_pages,
+    auth_pages,
+    catalog_pages,
+    exchange_apply_pages,
+    exchange_pages,
+    home_pages,
+    ingest_pages,
+    stats_pages,
+)
 from onceonly.web.i18n import load_all
 from onceonly.web.security import SecurityHeadersMiddleware
 
@@ -23,3 +32,7 @@ def mount(app: FastAPI) -> None:
     app.include_router(home_pages.router)
     app.include_router(ingest_pages.router)  # before the catalog's /catalog/resources/{ref:path}
     app.include_router(catalog_pages.router)
+    app.include_router(exchange_pages.router)
+    app.include_router(exchange_apply_pages.router)
+    app.include_router(stats_pages.router)
+    app.include_router(audit_pages.router)
