@@ -21,7 +21,7 @@ from onceonly.exchange import repository as repo
 from onceonly.exchange.models import Service
 from onceonly.exchange.schemas import SERVICE_CODE_RE, CodeListRef, ServiceField, ServiceIn, ServiceOut
 from onceonly.exchange.staff_audit import audit
-from onceonly.exchange.systems import RESERVED_CODES
+from onceonly.exchange.systems import checked_code
 
 MODES = ("verify", "query", "api", "bulk")
 FEEDS = {"changes": "bulk", "subscription": "bulk"}  # call modes that ride on a bulk service
@@ -30,13 +30,7 @@ SERVICE_STATUSES = ("draft", "published", "retired")
 
 
 def check_code(code: str) -> str:
-    code = code.strip()
-    if not SERVICE_CODE_RE.match(code):
-        raise ValidationFailed("service code must be 2-40 letters, digits, '_', '-', starting with a letter",
-                               field="code")
-    if code.lower() in RESERVED_CODES:
-        raise ValidationFailed(f"service code {code} is a reserved word", field="code")
-    return code
+    return checked_code(code, "service", SERVICE_CODE_RE, "letters, digits, '_', '-'")
 
 
 def get_service(session: Session, code: str) -> Service:

@@ -3,6 +3,7 @@ A department admin manages its own systems; the platform admin manages all."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
@@ -22,14 +23,18 @@ RESERVED_CODES = frozenset({"systems", "services", "applications", "grants", "ke
                             "export", "changes", "subscription", "subscriptions", "stats", "me"})
 
 
-def check_code(code: str) -> str:
+def checked_code(code: str, kind: str, pattern: re.Pattern[str], allowed: str) -> str:
+    """A system or service code: the pattern, and none of the words the exchange's routes use."""
     code = code.strip()
-    if not SYSTEM_CODE_RE.match(code):
-        raise ValidationFailed("system code must be 2-40 letters, digits, '_', '.', '-', starting with a letter",
-                               field="code")
+    if not pattern.match(code):
+        raise ValidationFailed(f"{kind} code must be 2-40 {allowed}, starting with a letter", field="code")
     if code.lower() in RESERVED_CODES:
-        raise ValidationFailed(f"system code {code} is a reserved word", field="code")
+        raise ValidationFailed(f"{kind} code {code} is a reserved word", field="code")
     return code
+
+
+def check_code(code: str) -> str:
+    return checked_code(code, "system", SYSTEM_CODE_RE, "letters, digits, '_', '.', '-'")
 
 
 def get_system(session: Session, code: str) -> System:
