@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, or_, select
+from sqlalchemy import Select, bindparam, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
@@ -156,16 +156,31 @@ def grants(
 
 # -- usage counters ----------------------------------------------------------------------------
 
+_ADD_USAGE: dict[str, Any] = {}
+
+
+def _add_usage_statement(session: Session) -> Any:
+    """The counter upsert, built once per dialect with bound parameters: it runs on every
+    exchange call, and building it (with its `excluded` alias) each time cost a seventh of a
+    call's CPU."""
+    name = session.get_bind().dialect.name
+    stmt = _ADD_USAGE.get(name)
+    if stmt is None:
+        ins = _insert(session)(Usage).values(grant_id=bindparam("g"), period=bindparam("p"), bucket=bindparam("b"),
+                                             calls=bindparam("c"), records=bindparam("r"))
+        stmt = ins.on_conflict_do_update(
+            index_elements=["grant_id", "period", "bucket"],
+            set_={"calls": Usage.calls + ins.excluded.calls, "records": Usage.records + ins.excluded.records},
+        ).returning(Usage.calls, Usage.records)
+        _ADD_USAGE[name] = stmt
+    return stmt
+
+
 def add_usage(session: Session, grant_id: int, period: str, bucket: int, calls: int, records: int) -> tuple[int, int]:
     """Add to a counter row and return its new (calls, records): one atomic upsert, so
     concurrent workers never lose an increment (PostgreSQL locks the row until commit)."""
-    ins = _insert(session)(Usage).values(grant_id=grant_id, period=period, bucket=bucket, calls=calls,
-                                         records=records)
-    stmt = ins.on_conflict_do_update(
-        index_elements=["grant_id", "period", "bucket"],
-        set_={"calls": Usage.calls + ins.excluded.calls, "records": Usage.records + ins.excluded.records},
-    ).returning(Usage.calls, Usage.records)
-    row = session.execute(stmt).one()
+    row = session.execute(_add_usage_statement(session),
+                          {"g": grant_id, "p": period, "b": bucket, "c": calls, "r": records}).one()
     return int(row[0]), int(row[1])
 
 
