@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,12 +18,11 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
-from onceonly.accounts import service as accounts
 from onceonly.accounts.actor import Actor
 from onceonly.catalog.models import Resource
 from onceonly.catalog.service import get_resource
 from onceonly.db import Database
-from onceonly.deps import SESSION_COOKIE, DbSession, client_ip
+from onceonly.deps import DbSession
 from onceonly.errors import AuthenticationRequired, Conflict, NotFound, PermissionDenied, PlatformError
 from onceonly.ingest import repository as ingest_repo
 from onceonly.ingest import service as ingest
@@ -37,6 +35,7 @@ from onceonly.settings import Settings
 from onceonly.web.catalog_pages import Reader
 from onceonly.web.csrf import csrf_guard
 from onceonly.web.pages import is_htmx, redirect, render, render_error
+from onceonly.web.staff import FormActor, city_time
 
 log = logging.getLogger("onceonly.web.ingest")
 router = APIRouter(dependencies=[Depends(csrf_guard)], include_in_schema=False)
@@ -47,22 +46,6 @@ MODES = ("upsert", "replace")
 ENCODINGS = ("", "utf-8", "gb18030")  # "" = detect
 ACCEPT = ",".join(FORMATS)
 # Times are shown in China Standard Time (UTC+8, no daylight saving), the platform's users' clock.
-CST = timezone(timedelta(hours=8), "CST")
-
-
-def form_actor(request: Request, session: DbSession, _checked: Annotated[None, Depends(csrf_guard)]) -> Actor:
-    """The signed-in staff member posting one of these forms. csrf_guard (a dependency of this
-    one, so it has run) checked the token in the form body; deps.current_actor would also demand
-    the X-CSRF-Token header, which a plain (multipart) form post cannot send."""
-    settings: Settings = request.app.state.settings
-    cookie = request.cookies.get(SESSION_COOKIE)
-    user = accounts.resolve_web_session(session, cookie, settings.session_idle_minutes) if cookie else None
-    if user is None:
-        raise AuthenticationRequired("sign in to upload data")
-    return accounts.actor_for(user, client_ip(request), via="web")
-
-
-Uploader = Annotated[Actor, Depends(form_actor)]
 
 
 # --- view models ------------------------------------------------------------------------------
@@ -120,12 +103,6 @@ def human_size(size: int) -> str:
     return f"{size} B"  # pragma: no cover
 
 
-def local_time(moment: datetime | None) -> str:
-    if moment is None:
-        return ""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(CST).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def batch_view(report: BatchReport) -> BatchView:
@@ -139,8 +116,8 @@ def batch_view(report: BatchReport) -> BatchView:
                             total=int(live.get("bytes") or report.size or 0))
     seconds = report.duration_ms / 1000 if report.duration_ms is not None else None
     duration = "" if seconds is None else f"{seconds:.2f}" if seconds < 10 else f"{seconds:,.1f}"
-    return BatchView(report=report, size_text=human_size(report.size), started=local_time(report.started_at),
-                     finished=local_time(report.finished_at), duration=duration, progress=progress)
+    return BatchView(report=report, size_text=human_size(report.size), started=city_time(report.started_at),
+                     finished=city_time(report.finished_at), duration=duration, progress=progress)
 
 
 # --- permissions ------------------------------------------------------------------------------
@@ -238,7 +215,7 @@ async def uploaded_file(request: Request) -> UploadFile | None:
 
 
 @router.post("/catalog/resources/{ref:path}/upload")
-def upload(ref: str, request: Request, background: BackgroundTasks, session: DbSession, actor: Uploader,
+def upload(ref: str, request: Request, background: BackgroundTasks, session: DbSession, actor: FormActor,
            file: Annotated[UploadFile | None, Depends(uploaded_file)], mode: Annotated[str, Form()] = "upsert",
            sheet: Annotated[str, Form()] = "", encoding: Annotated[str, Form()] = "",
            force: Annotated[str, Form()] = "", resubmit_of: Annotated[str, Form()] = "") -> Response:
