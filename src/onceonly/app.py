@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from sqlalchemy import text
 from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from onceonly import __version__
 from onceonly.db import Database
@@ -107,22 +108,42 @@ def _route_label(request: Request) -> str:
     return path[: len(path) - len(tail)] + template if tail and path.endswith(tail) else template
 
 
+class _Measured:
+    """Counts and times every HTTP request by method, route template and status. Pure ASGI (a
+    BaseHTTPMiddleware would run each request's app in a task of its own: a sixth of the cost of
+    an exchange call)."""
+
+    def __init__(self, app: ASGIApp, requests: Counter, latency: Histogram) -> None:
+        self.app, self.requests, self.latency = app, requests, latency
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            request = Request(scope)
+            path = _route_label(request)
+            self.requests.labels(request.method, path, str(status)).inc()
+            self.latency.labels(request.method, path).observe(time.perf_counter() - start)
+
+
 def _install_metrics(app: FastAPI) -> CollectorRegistry:
     registry = CollectorRegistry()
     requests = Counter("onceonly_http_requests_total", "HTTP requests", ["method", "route", "status"],
                        registry=registry)
     latency = Histogram("onceonly_http_request_seconds", "HTTP request latency", ["method", "route"],
                         registry=registry)
-
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Any) -> Response:
-        start = time.perf_counter()
-        response: Response = await call_next(request)
-        path = _route_label(request)
-        requests.labels(request.method, path, str(response.status_code)).inc()
-        latency.labels(request.method, path).observe(time.perf_counter() - start)
-        return response
-
+    app.add_middleware(_Measured, requests=requests, latency=latency)
     return registry
 
 

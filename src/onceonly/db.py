@@ -101,6 +101,8 @@ def check_connection(engine: Engine) -> None:
 class Database:
     """One engine and session factory per settings."""
 
+    INFO_KEY = "onceonly.database"  # each session's info names its Database (process-wide caches use it)
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.url = settings.effective_database_url
@@ -109,7 +111,7 @@ class Database:
         except (ArgumentError, ValueError, ImportError) as exc:  # malformed URL, unknown driver
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"setting ONCEONLY_DATABASE_URL: {mask_url(self.url)}: {reason}") from None
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False, info={self.INFO_KEY: self})
         # SQLite: a unit of work that will write takes the write lock at BEGIN (BEGIN IMMEDIATE).
         # With a plain (deferred) BEGIN, a transaction that reads and then writes fails at once
         # with "database is locked" if another writer committed in between (its WAL snapshot is

@@ -8,9 +8,12 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from audit_factories import calls, report, signer
@@ -221,22 +224,57 @@ def test_closed_writer_restarts_on_next_use(adb: Database) -> None:
 
 
 def test_call_from_a_request_that_writes(adb: Database) -> None:
-    """A request that already writes (usage counters) passes its session: on SQLite the record
-    joins that transaction instead of waiting for the lock the request holds; on PostgreSQL the
-    group writer commits it at once."""
+    """A request that already writes (usage counters) passes its session: on both backends the
+    record joins that transaction (the writer could wait for a lock the request holds) and
+    commits, or rolls back, with it."""
     fields = {"system": "sys-a", "org": None, "service": "svc", "mode": "query", "status": 200}
     with adb.session(write=True) as s:
         s.execute(text("INSERT INTO staff_actions (at, username, action, target, detail, outcome) "
                        "VALUES (CURRENT_TIMESTAMP, 'x', 'usage', 'grant:1', '{}', 'ok')"))  # the request's own write
         seq = append_call(adb, session=s, **fields)
         assert seq == 1
-        assert _committed(adb, seq) is (not adb.is_sqlite)
+        assert not _committed(adb, seq)
     assert _committed(adb, 1)
     with pytest.raises(RuntimeError), adb.session(write=True) as s:
         append_call(adb, session=s, **fields)
         raise RuntimeError("not answered")
-    assert _committed(adb, 2) is (not adb.is_sqlite)  # on SQLite it went with the transaction
-    assert append_call(adb, **fields) == (3 if not adb.is_sqlite else 2)
+    assert not _committed(adb, 2)  # it went with the transaction
+    assert append_call(adb, **fields) == 2
+    assert report(adb).ok
+
+
+def test_writer_settles_steps_in_the_records_transaction(adb: Database) -> None:
+    """A call's step is settled (by its class, for the whole group) in the transaction that
+    commits the records; content it returns replaces the call's record (a denial), and what it
+    wrote commits with the records."""
+    settled: list[list[int]] = []
+
+    @dataclass
+    class Counted:
+        n: int
+        deny: bool
+
+        @classmethod
+        def settle(cls, conn: Any, steps: Sequence[Counted]) -> list[Any]:
+            settled.append([s.n for s in steps])
+            for s in steps:
+                conn.execute(text("INSERT INTO staff_actions (at, username, action, target, detail, outcome) "
+                                  f"VALUES (CURRENT_TIMESTAMP, 'w', 'count', 'n:{s.n}', '{{}}', 'ok')"))
+            return [entry("call", system="s", service="v", mode="api", status=429) if s.deny else None for s in steps]
+
+    writer = AuditWriter(adb.url, adb.settings.home, checkpoint_every=0)
+    try:
+        assert writer.append(entry("call", system="s", service="v", mode="api", status=200),
+                             step=Counted(1, deny=False)) == 1
+        assert writer.append(entry("call", system="s", service="v", mode="api", status=200),
+                             step=Counted(2, deny=True)) == 2
+    finally:
+        writer.close()
+    assert settled == [[1], [2]]
+    with adb.engine.connect() as conn:
+        statuses = conn.execute(text("SELECT status FROM audit_records ORDER BY seq")).scalars().all()
+        counted = conn.execute(text("SELECT count(*) FROM staff_actions WHERE action = 'count'")).scalar_one()
+    assert statuses == [200, 429] and counted == 2
     assert report(adb).ok
 
 

@@ -28,6 +28,7 @@ from onceonly.db import Database, utcnow
 from onceonly.errors import PlatformError, ValidationFailed
 from onceonly.exchange import grants
 from onceonly.exchange.enforcement import (
+    Charge,
     Permit,
     apply_masking,
     authorize,
@@ -46,7 +47,7 @@ from onceonly.exchange.errors import (
     RateLimited,
     ServiceUnavailable,
 )
-from onceonly.exchange.models import Grant, Service, System
+from onceonly.exchange.models import Grant, Service, System, Usage
 from onceonly.store.tables import table_for
 
 
@@ -290,3 +291,37 @@ def test_no_filter_is_true(db: Database, w: World) -> None:
         table = table_for(fresh(s, service.resource))
     assert str(row_filter_clause(permit, table).compile()) == "true"
     assert row_allowed(permit, {}) and apply_masking(permit, {"uscc": "X", "company": "不给"}) == {"uscc": "X"}
+
+
+def _usage(db: Database, grant_id: int) -> dict[str, list[tuple[int, int]]]:
+    """The grant's counters: (calls, records) per period, in bucket order."""
+    with db.session() as s:
+        rows = s.execute(select(Usage.period, Usage.calls, Usage.records).where(Usage.grant_id == grant_id)
+                         .order_by(Usage.period, Usage.bucket)).all()
+    out: dict[str, list[tuple[int, int]]] = {}
+    for period, calls, records in rows:
+        out.setdefault(period, []).append((calls, records))
+    return out
+
+
+def test_a_group_of_charges_is_admitted_in_order(db: Database, w: World) -> None:
+    """The audit writer counts a group of calls at once (Charge.settle): each counter row is
+    upserted once, the calls are admitted in the order they came, and a denied call leaves no
+    count behind — the rate limit first, then the quota."""
+    app = approved(w, ["sex"], rate_limit=3, daily_quota=5)
+    now = utcnow().replace(second=5, microsecond=0) + timedelta(minutes=20)
+    with db.session() as s:
+        permit = authorize(s, fresh(s, w.system), w.person_service.code, "query", now=now, count=False)
+    charges = [Charge(permit, n, now) for n in (3, 3, 2, 0, 0)]  # 3 ok; 3 passes the quota; 2 ok; 0 ok; 5th call
+    with db.engine.begin() as conn:
+        Charge.settle(conn, charges)
+    assert [type(c.denial).__name__ if c.denial else "ok" for c in charges] == [
+        "ok", "QuotaExceeded", "ok", "ok", "RateLimited"]
+    assert [c.total for c in charges] == [3, 0, 5, 5, 0]
+    assert "2 left" in str(charges[1].denial and charges[1].denial.message)
+    assert _usage(db, app.grant_id) == {"minute": [(3, 0)], "day": [(3, 5)]}  # type: ignore[arg-type]
+    with db.engine.begin() as conn:  # the next group sees what the first one left
+        more = [Charge(permit, 0, now), Charge(permit, 1, now + timedelta(minutes=1))]
+        Charge.settle(conn, more)
+    assert isinstance(more[0].denial, RateLimited) and isinstance(more[1].denial, QuotaExceeded)
+    assert _usage(db, app.grant_id) == {"minute": [(3, 0), (0, 0)], "day": [(3, 5)]}  # type: ignore[arg-type]

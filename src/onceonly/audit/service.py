@@ -27,7 +27,6 @@ KINDS = ("call", "staff")
 MIN_RETENTION_DAYS = 180  # also hard-coded in the prune guard trigger of migration 0003
 _records = AuditRecord.metadata.tables["audit_records"]
 _head = AuditHead.metadata.tables["audit_head"]
-_HOLDS_HEAD = "onceonly.audit.holds_head"
 _LIMITS = {"system": 64, "org": 40, "username": 64, "service": 64, "mode": 16, "action": 64, "target": 200,
            "purpose": 200, "request_digest": 64, "ip": 64}
 
@@ -119,16 +118,8 @@ def record_staff_action(session: Session, *, actor: Actor, action: str, target: 
 
 def append_in(session: Session, entries: Sequence[Mapping[str, Any]], *, signer: KeyPair | None = None,
               checkpoint_every: int = 0) -> tuple[int, int]:
-    """`append` in a session's transaction, remembering that this transaction now holds the head."""
-    result = append(session.connection(), entries, signer=signer, checkpoint_every=checkpoint_every)
-    session.info[_HOLDS_HEAD] = session.get_transaction()
-    return result
-
-
-def holds_head(session: Session) -> bool:
-    """Whether the session's current transaction has appended (and so holds the head lock)."""
-    current = session.get_transaction()
-    return current is not None and session.info.get(_HOLDS_HEAD) is current
+    """`append` in a session's transaction (which then holds the head until it ends)."""
+    return append(session.connection(), entries, signer=signer, checkpoint_every=checkpoint_every)
 
 
 def checkpoint(conn: Connection, signer: KeyPair, *, clock: Callable[[], datetime] = utcnow) -> AuditCheckpoint | None:

@@ -14,24 +14,25 @@ disk (WAL fsynced) before any caller is woken; PostgreSQL commits are durable by
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import queue
 import threading
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine, event, make_url
 from sqlalchemy.orm import Session
 
 from onceonly.audit.keys import KeyPair, ensure_keypair
-from onceonly.audit.service import AuditUnavailable, append_in, entry, holds_head
+from onceonly.audit.service import AuditUnavailable, append_in, entry
 from onceonly.audit.service import append as chain_append
 from onceonly.db import SQLITE_BEGIN, Database, make_engine, utcnow
 
@@ -40,9 +41,22 @@ MAX_GROUP = 1000
 WAIT_SECONDS = 30.0
 
 
+class Step(Protocol):
+    """Work of a call that must commit in the transaction holding its record (the exchange
+    counts the call there: exchange/calls.py). The writer gathers the group's steps by class
+    and settles each class's steps at once, before chaining the records."""
+
+    @classmethod
+    def settle(cls, conn: Connection, steps: Sequence[Any]) -> Sequence[Mapping[str, Any] | None]:
+        """Do the steps' work; per step, None or other content to record instead (a denial)."""
+        ...
+
+
 @dataclass(eq=False)
 class _Pending:
     content: Mapping[str, Any]
+    step: Step | None = None
+    waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None  # an async caller's
     done: threading.Event = field(default_factory=threading.Event)
     seq: int = 0
     error: BaseException | None = None
@@ -68,15 +82,36 @@ class AuditWriter:
         self._engine: Engine | None = None
         self._conn: Connection | None = None  # used by the writer thread only
         self._signer: KeyPair | None = None
+        database = make_url(url).database if url.startswith("sqlite") else None
+        self._lock_path = f"{database}-audit.lock" if database and database != ":memory:" else None
+        self._lock_fd: int | None = None
         self.groups = 0  # commits so far (observability and tests)
 
-    def append(self, content: Mapping[str, Any]) -> int:
-        """Queue one record (from `service.entry`) and return its seq once it is committed."""
+    def append(self, content: Mapping[str, Any], *, step: Step | None = None) -> int:
+        """Queue one record (from `service.entry`) and return its seq once it is committed,
+        with its `step` settled in the same transaction."""
         self._ensure_running()
-        pending = _Pending(content)
+        pending = _Pending(content, step)
         self._queue.put(pending)
         if not pending.done.wait(WAIT_SECONDS):
             raise AuditUnavailable(f"the audit record was not committed within {WAIT_SECONDS:.0f} s")
+        return self._outcome(pending)
+
+    async def append_async(self, content: Mapping[str, Any], *, step: Step | None = None) -> int:
+        """`append` for the event loop: waits on a future, holding no thread."""
+        self._ensure_running()
+        loop = asyncio.get_running_loop()
+        pending = _Pending(content, step, (loop, loop.create_future()))
+        self._queue.put(pending)
+        assert pending.waiter is not None
+        try:
+            await asyncio.wait_for(pending.waiter[1], WAIT_SECONDS)
+        except TimeoutError:
+            raise AuditUnavailable(f"the audit record was not committed within {WAIT_SECONDS:.0f} s") from None
+        return self._outcome(pending)
+
+    @staticmethod
+    def _outcome(pending: _Pending) -> int:
         if pending.error is not None:
             reason = str(getattr(pending.error, "orig", None) or pending.error).strip().splitlines()
             raise AuditUnavailable(f"the audit record could not be committed: {reason[0] if reason else 'error'}"
@@ -103,6 +138,7 @@ class AuditWriter:
             if self._pid != os.getpid():  # a forked child: the parent's thread and connection are not ours
                 self._queue = queue.SimpleQueue()
                 self._conn = None
+                self._lock_fd = None  # an inherited descriptor would share the parent's lock
                 if self._engine is not None:
                     self._engine.dispose(close=False)
                     self._engine = None
@@ -138,7 +174,8 @@ class AuditWriter:
     def _commit(self, group: list[_Pending]) -> None:
         try:
             conn = self._connection()
-            with conn.begin():
+            with self._file_lock(), conn.begin():
+                self._settle(conn, group)
                 first, _ = chain_append(conn, [p.content for p in group], clock=self.clock,
                                         signer=self.checkpoint_signer(), checkpoint_every=self.checkpoint_every)
             for i, pending in enumerate(group):
@@ -152,6 +189,38 @@ class AuditWriter:
         finally:
             for pending in group:
                 pending.done.set()
+                if pending.waiter is not None:
+                    loop, future = pending.waiter
+                    with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                        loop.call_soon_threadsafe(_wake, future)
+
+    @staticmethod
+    def _settle(conn: Connection, group: list[_Pending]) -> None:
+        kinds: dict[type[Step], list[_Pending]] = {}
+        for pending in group:
+            if pending.step is not None:
+                kinds.setdefault(type(pending.step), []).append(pending)
+        for kind, pendings in kinds.items():
+            replaced = kind.settle(conn, [p.step for p in pendings])
+            for pending, content in zip(pendings, replaced, strict=True):
+                if content is not None:
+                    pending.content = content
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """SQLite: the writers of all processes take turns on a lock file before BEGIN IMMEDIATE.
+        A blocked flock wakes as soon as the lock is free, where SQLite's busy handler would
+        sleep and poll; other writers (staff, ingest) still wait by busy timeout."""
+        if self._lock_path is None:
+            yield
+            return
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _connection(self) -> Connection:
         """The thread's own connection, kept between groups (no pool checkout or ping per commit)."""
@@ -175,6 +244,11 @@ class AuditWriter:
             except Exception:  # an unreadable key must not stop calls; checkpoints resume once it is fixed
                 log.exception("audit checkpoint key unavailable; records go on unsigned until it is fixed")
         return self._signer
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _writer_engine(url: str) -> Engine:
@@ -209,7 +283,8 @@ def writer_for(db: Database) -> AuditWriter:
 def append_call(db: Database, *, system: str, org: str | None, service: str, mode: str, status: int,
                 purpose: str | None = None, request_digest: str | None = None, records: int = 0,
                 nbytes: int = 0, latency_ms: int = 0, ip: str | None = None,
-                detail: Mapping[str, Any] | None = None, session: Session | None = None) -> int:
+                detail: Mapping[str, Any] | None = None, session: Session | None = None,
+                step: Step | None = None) -> int:
     """Audit one exchange call and return its seq once the record is committed.
 
     Blocks (group commit): call it from a sync endpoint or a worker thread, or use
@@ -217,24 +292,21 @@ def append_call(db: Database, *, system: str, org: str | None, service: str, mod
     committed — then the call must not be answered with data.
 
     Pass the request's `session` when the request writes in its own transaction (usage
-    counters, nonces). On SQLite, where one writer holds the whole database, the record then
-    goes into that transaction — the group writer would wait for the lock the request itself
-    holds — and commits with it, before the response. So does it on PostgreSQL when that
-    transaction has already appended (`record_staff_action`) and so holds the chain head;
-    otherwise the session is not used there."""
+    counters, nonces): the record then goes into that transaction and commits with it, before
+    the response. On SQLite the group writer would wait for the lock the request itself holds;
+    on PostgreSQL it could wait for a counter row the request holds. Calls that only read
+    leave the session out and let the writer count them (`step`, see `Step`)."""
     content = entry("call", system=system, org=org, service=service, mode=mode, status=status, purpose=purpose,
                     request_digest=request_digest, records=records, nbytes=nbytes, latency_ms=latency_ms, ip=ip,
                     detail=detail)
     writer = writer_for(db)
-    if session is not None and (db.is_sqlite or holds_head(session)):
+    if session is not None:
         return append_in(session, [content], signer=writer.checkpoint_signer(),
                          checkpoint_every=writer.checkpoint_every)[0]
-    return writer.append(content)
+    return writer.append(content, step=step)
 
 
-async def append_call_async(db: Database, **fields: Any) -> int:
-    """`append_call` for async endpoints: waits in a worker thread, not on the event loop."""
-    from anyio import to_thread
-
-    result: int = await to_thread.run_sync(partial(append_call, db, **fields))
-    return result
+async def append_call_async(db: Database, *, step: Step | None = None, **fields: Any) -> int:
+    """`append_call` for async code (never with a session): waits for the group commit on the
+    event loop, holding no worker thread."""
+    return await writer_for(db).append_async(entry("call", **fields), step=step)

@@ -4,9 +4,11 @@ signs, by its HMAC-SM3 signature (signing.py), and returns the system."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy.orm import Session
 
 from onceonly.db import utcnow
 from onceonly.deps import DbSession
@@ -28,14 +30,22 @@ def request_target(request: Request) -> str:
     return f"{target}?{query.decode('latin-1')}" if query else target
 
 
-def exchange_caller(request: Request, session: DbSession, body: Annotated[bytes, Depends(request_body)]) -> System:
+def presented_key(request: Request) -> str:
     auth = request.headers.get("authorization", "")
     if not auth.lower().startswith("bearer "):
         raise CallerRejected("send the system's API key as `Authorization: Bearer <key>`")
-    now = utcnow()
-    system = credentials.authenticate_key(session, auth[7:].strip(), now)
+    return auth[7:].strip()
+
+
+def check_signature(session: Session, system: System, request: Request, body: bytes, now: datetime) -> None:
     signing.check_request(session, system, method=request.method, target=request_target(request),
                           headers=request.headers, body=body, master=request.app.state.secret, now=now)
+
+
+def exchange_caller(request: Request, session: DbSession, body: Annotated[bytes, Depends(request_body)]) -> System:
+    now = utcnow()
+    system = credentials.authenticate_key(session, presented_key(request), now)
+    check_signature(session, system, request, body, now)
     return system
 
 

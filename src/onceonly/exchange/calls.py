@@ -1,13 +1,16 @@
 """One exchange call from start to finish, the same for every data-plane route:
 
-1. authenticate the system (`exchange_caller`: key, then signature) in a short transaction of
-   its own, so a claimed nonce stays claimed whatever the answer;
-2. the mode's work in one writing transaction: `authorize` (counts the call for the rate
-   limit), the read, masking; then `record_usage` (the quota) and the audit record, which on
-   SQLite goes into this very transaction (see `append_call`'s `session=`) — so the answer,
-   its counting and its record commit together, before the response;
-3. a denial (any problem, 400 to 503) rolls that transaction back and is audited afterwards
-   by the group writer, then rendered as problem+json. Nothing of the call's data is in it.
+1. authenticate the system: the key in a read-only transaction (metadata cached per process,
+   snapshot.py); a signature in a short writing one, so a claimed nonce stays claimed whatever
+   the answer;
+2. the mode's work in one read-only transaction: `authorize` (grant, expiry, fields, whether
+   today's quota is used up), the read, masking — the answer is built but not sent;
+3. the audit writer's group commit: in one transaction with other calls' records it counts the
+   call for the rate limit and its records against the quota (`enforcement.Charge`) and writes
+   its audit record — or, if the count would pass a limit, the record of the 429 instead. Only
+   once that transaction has committed does the answer (or the 429) go out;
+4. a denial (any problem, 400 to 503) before step 3 is audited by the group writer too, then
+   rendered as problem+json. Nothing of the call's data is in it.
 
 Exports stream and so need several transactions; export.py uses the same pieces (`Context`)."""
 
@@ -17,24 +20,27 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from anyio import to_thread
 from fastapi import Request
 from fastapi.responses import Response
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from onceonly.audit import PURPOSE_HEADER, AuditUnavailable, append_call, request_digest
-from onceonly.db import Database
+from onceonly.audit import PURPOSE_HEADER, AuditUnavailable, append_call, append_call_async, request_digest
+from onceonly.audit.service import entry
+from onceonly.db import Database, utcnow
 from onceonly.deps import client_ip
 from onceonly.errors import NotFound, PlatformError
-from onceonly.exchange import repository as repo
-from onceonly.exchange.caller import exchange_caller, request_target
-from onceonly.exchange.enforcement import Permit, authorize, record_usage
+from onceonly.exchange import credentials, signing, snapshot
+from onceonly.exchange.caller import check_signature, presented_key, request_target
+from onceonly.exchange.enforcement import Charge, Permit, authorize
 from onceonly.exchange.metrics import observe_call
-from onceonly.exchange.models import System
+from onceonly.exchange.models import Credential, System
 from onceonly.exchange.schemas import SERVICE_CODE_RE
 from onceonly.exchange.values import shown
 
@@ -97,12 +103,21 @@ class Context:
     call: Call
     system: System | None = None
     org: str | None = None
-    audited: bool = False
+    audited: bool = False  # a record of this call is committed
+    counted_at_commit: bool = False  # the writer counts the call (Charge) instead of `permit`
+    session: Session | None = None  # the call's read-only transaction (`handle`)
+    credential: Credential | None = None
 
-    def authenticate(self) -> System:
-        with self.db.session(write=True) as session:
-            system = exchange_caller(self.call.request, session, self.call.body)
-            self.org = system.org.code
+    def authenticate(self, session: Session) -> System:
+        """The key in the call's read-only transaction (snapshot.py caches what it needs); a
+        signature, whose nonce is claimed, in a writing one of its own."""
+        request, now = self.call.request, utcnow()
+        self.credential = credentials.authenticate(session, presented_key(request), now)
+        system = self.credential.system
+        self.org = system.org.code
+        if signing.wanted(system, request.headers):
+            with self.db.session(write=True) as writing:
+                check_signature(writing, system, request, self.call.body, now)
         self.system = system
         return system
 
@@ -112,57 +127,105 @@ class Context:
         metadata, listed to every department, not a secret."""
         assert self.system is not None
         code = self.call.service
-        if not SERVICE_CODE_RE.match(code) or repo.service_by_code(session, code) is None:
+        if not SERVICE_CODE_RE.match(code) or snapshot.service(session, code) is None:
             raise NotFound(f"service {shown(code)} not found", field="service")
-        return authorize(session, self.system, code, self.call.mode)
+        return authorize(session, self.system, code, self.call.mode, count=not self.counted_at_commit)
+
+    def fields(self, *, status: int, records: int = 0, nbytes: int = 0,
+               detail: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The audit record of this call (`append_call`'s fields)."""
+        call = self.call
+        return {"system": self.system.code if self.system is not None else "", "org": self.org,
+                "service": call.service, "mode": call.mode, "status": status, "purpose": purpose_of(call.request),
+                "request_digest": request_digest(call.request.method, call.target, call.body), "records": records,
+                "nbytes": nbytes, "latency_ms": call.latency_ms(), "ip": client_ip(call.request), "detail": detail}
 
     def audit(self, *, status: int, records: int = 0, nbytes: int = 0, detail: Mapping[str, Any] | None = None,
               session: Session | None = None) -> int:
-        call = self.call
-        seq = append_call(
-            self.db, system=self.system.code if self.system is not None else "", org=self.org,
-            service=call.service, mode=call.mode, status=status, purpose=purpose_of(call.request),
-            request_digest=request_digest(call.request.method, call.target, call.body), records=records,
-            nbytes=nbytes, latency_ms=call.latency_ms(), ip=client_ip(call.request), detail=detail,
-            session=session)
-        self.audited = True
-        observe_call(call.service, call.mode, status, records, nbytes, call.latency_ms())
+        """Audit the call: in `session`'s transaction (committed with it), else by the writer."""
+        seq = append_call(self.db, **self.fields(status=status, records=records, nbytes=nbytes, detail=detail),
+                          session=session)
+        self.audited = session is None
+        observe_call(self.call.service, self.call.mode, status, records, nbytes, self.call.latency_ms())
         return seq
 
     def deny(self, exc: BaseException) -> None:
         """Audit a denial after its transaction rolled back (never inside it: on SQLite the group
-        writer would wait for the lock that transaction holds). A record already committed for
-        this call (PostgreSQL, whose writer commits on its own) is not doubled."""
-        if self.audited and not self.db.is_sqlite:
+        writer would wait for the lock that transaction holds). A call already on record (the
+        writer recorded a denial of its count) is not recorded twice."""
+        if self.audited:
             return
-        if isinstance(exc, PlatformError):
-            status, detail = exc.status, {"problem": exc.code, "field": exc.field, "reason": exc.message[:300]}
-        else:
-            status, detail = 500, {"problem": "internal", "reason": type(exc).__name__}
         try:
-            self.audit(status=status, detail=detail)
+            self.audit(status=_status(exc), detail=problem_detail(exc))
         except Exception:  # the denial still goes out (it carries no data); the failure is logged
             log.exception("could not audit a denied %s call of service %s", self.call.mode, self.call.service[:64])
 
-    def respond(self, work: Callable[[Session, System], tuple[Permit, Answer]]) -> Response:
-        """Steps 2 and 3 of the module docstring for a mode whose answer is built in memory."""
-        assert self.system is not None
-        with self.db.session(write=True) as session:
-            permit, answer = work(session, self.system)
-            total = record_usage(session, permit, answer.records)
-            answer.headers[QUOTA_HEADER] = str(max(0, permit.daily_quota - total))
-            self.audit(status=answer.status, records=answer.records, nbytes=len(answer.content),
-                       detail=answer.detail, session=session)
+    def respond(self, work: Callable[[Session, System], tuple[Permit, Answer]]) -> Prepared:
+        """Step 2 of the module docstring for a mode whose answer is built in memory: the answer,
+        ready to go out once step 3 (`run`) has committed its count and record."""
+        assert self.system is not None and self.session is not None
+        self.counted_at_commit = True
+        permit, answer = work(self.session, self.system)
+        return Prepared(self, permit, answer, Charge(permit, answer.records, utcnow()),
+                        self.fields(status=answer.status, records=answer.records, nbytes=len(answer.content),
+                                    detail=answer.detail))
+
+
+@dataclass(eq=False)
+class Prepared:
+    """An answer waiting for its call to be counted and recorded by the audit writer."""
+
+    ctx: Context
+    permit: Permit
+    answer: Answer
+    charge: Charge
+    record: dict[str, Any]  # the audit record's fields (`append_call`'s)
+
+    @classmethod
+    def settle(cls, conn: Connection, steps: Sequence[Prepared]) -> list[Mapping[str, Any] | None]:
+        """The writer's step (audit.writer.Step): the group's calls counted (and their keys'
+        "last used" stamps, when due); for each denied call, the record of its 429 instead."""
+        for prepared in steps:
+            cred = prepared.ctx.credential
+            if cred is not None and credentials.touch_due(cred, prepared.charge.now):
+                credentials.touch(conn, cred, prepared.charge.now)
+        Charge.settle(conn, [p.charge for p in steps])
+        return [None if p.charge.denial is None else
+                entry("call", **{**p.record, "status": p.charge.denial.status, "records": 0, "nbytes": 0,
+                                 "detail": problem_detail(p.charge.denial)}) for p in steps]
+
+    def response(self) -> Response:
+        """Once committed: the answer, or the charge's denial raised."""
+        ctx, answer, denial = self.ctx, self.answer, self.charge.denial
+        ctx.audited = True
+        latency = self.record["latency_ms"]
+        if denial is not None:
+            observe_call(ctx.call.service, ctx.call.mode, denial.status, 0, 0, latency)
+            raise denial
+        observe_call(ctx.call.service, ctx.call.mode, answer.status, answer.records, len(answer.content), latency)
+        answer.headers[QUOTA_HEADER] = str(max(0, self.permit.daily_quota - self.charge.total))
         return Response(answer.content, status_code=answer.status, media_type=answer.media_type,
                         headers=answer.headers)
 
 
-def handle(db: Database, call: Call, work: Callable[[Context], Response]) -> Response:
+def _status(exc: BaseException) -> int:
+    return exc.status if isinstance(exc, PlatformError) else 500
+
+
+def problem_detail(exc: BaseException) -> dict[str, Any]:
+    """What the audit record of a denial says of it (never any of the call's data)."""
+    if isinstance(exc, PlatformError):
+        return {"problem": exc.code, "field": exc.field, "reason": exc.message[:300]}
+    return {"problem": "internal", "reason": type(exc).__name__}
+
+
+def handle(ctx: Context, work: Callable[[Context], Response | Prepared]) -> Response | Prepared:
     """Authenticate, run `work`, and audit whatever denial comes out of either."""
-    ctx = Context(db, call)
     try:
-        ctx.authenticate()
-        return work(ctx)
+        with ctx.db.session() as session:
+            ctx.session = session
+            ctx.authenticate(session)
+            return work(ctx)
     except AuditUnavailable:
         raise  # the record could not be written: nothing more to write it with
     except Exception as exc:
@@ -170,6 +233,27 @@ def handle(db: Database, call: Call, work: Callable[[Context], Response]) -> Res
         raise
 
 
-def answer(db: Database, call: Call, work: Callable[[Context, Session, System], tuple[Permit, Answer]]) -> Response:
-    """`handle` for a mode answered in one transaction."""
-    return handle(db, call, lambda ctx: ctx.respond(lambda session, system: work(ctx, session, system)))
+async def run(db: Database, call: Call, work: Callable[[Context], Response | Prepared]) -> Response:
+    """The whole call: steps 1-2, then step 3 awaited on the event loop (so a call waiting for
+    the group commit holds no thread), then the answer or the denial.
+
+    On SQLite steps 1-2 run on the event loop itself: they only read (WAL readers never wait)
+    and take well under a millisecond, less than a hop to a worker thread and back — except a
+    signed call, which claims its nonce under the write lock, and an export, which streams; those
+    run in a worker thread, as every call does on PostgreSQL, whose reads wait on the network."""
+    ctx = Context(db, call)
+    if db.is_sqlite and call.mode != "bulk" and not signing.sent(call.request.headers):
+        outcome = handle(ctx, work)
+    else:
+        outcome = await to_thread.run_sync(handle, ctx, work)
+    if isinstance(outcome, Response):
+        return outcome
+    try:
+        await append_call_async(db, **outcome.record, step=outcome)
+        return outcome.response()
+    except AuditUnavailable:
+        raise
+    except Exception as exc:
+        if not ctx.audited:
+            await to_thread.run_sync(ctx.deny, exc)
+        raise

@@ -9,6 +9,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Literal
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -16,6 +17,7 @@ from onceonly.accounts.actor import Actor
 from onceonly.db import utcnow
 from onceonly.errors import Conflict, NotFound
 from onceonly.exchange import repository as repo
+from onceonly.exchange import snapshot
 from onceonly.exchange.errors import CallerRejected
 from onceonly.exchange.models import Credential, System
 from onceonly.exchange.schemas import KeyOut
@@ -113,13 +115,13 @@ _REFUSED: dict[KeyStatus, str] = {
 }
 
 
-def authenticate_key(session: Session, key: str, now: datetime | None = None) -> System:
-    """The system a presented key belongs to. A refusal speaks only of the presented key."""
+def authenticate(session: Session, key: str, now: datetime | None = None) -> Credential:
+    """The credential of a presented key, valid now. A refusal speaks only of the presented key."""
     now = now or utcnow()
     digest = sm3_hex(key)  # hashed whatever the key looks like: the same work for every refusal
     cred = None
     if key.startswith(KEY_PREFIX) and len(key) == KEY_LENGTH:
-        for candidate in repo.credentials_by_prefix(session, key[:PREFIX_LENGTH]):
+        for candidate in snapshot.credentials(session, key[:PREFIX_LENGTH]):
             if hmac.compare_digest(candidate.key_hash, digest):
                 cred = candidate
     if cred is None:
@@ -129,18 +131,37 @@ def authenticate_key(session: Session, key: str, now: datetime | None = None) ->
         raise CallerRejected(_REFUSED[status])
     if not cred.system.active:
         raise CallerRejected("the system of this API key is disabled")
-    if cred.last_used_at is None or now - cred.last_used_at > timedelta(minutes=5):
-        _touch(session, cred, now)
+    return cred
+
+
+def authenticate_key(session: Session, key: str, now: datetime | None = None) -> System:
+    """The system a presented key belongs to, its "last used" stamped (`authenticate`)."""
+    now = now or utcnow()
+    cred = authenticate(session, key, now)
+    if touch_due(cred, now):
+        try:
+            with session.begin_nested():  # a busy SQLite must not fail the call
+                touch(session, cred, now)
+        except OperationalError:
+            pass
     return cred.system
 
 
-def _touch(session: Session, cred: Credential, now: datetime) -> None:
-    """Best-effort "last used" stamp in a savepoint (a busy SQLite must not fail the call)."""
-    try:
-        with session.begin_nested():
-            cred.last_used_at = now
-    except OperationalError:
-        pass
+TOUCH_EVERY = timedelta(minutes=5)
+_touched: dict[str, datetime] = {}  # key hash -> last stamp this process wrote (the cached copy keeps its old one)
+
+
+def touch_due(cred: Credential, now: datetime) -> bool:
+    """Whether the key's "last used" stamp is older than TOUCH_EVERY (as far as this process knows)."""
+    last = max((t for t in (cred.last_used_at, _touched.get(cred.key_hash)) if t is not None), default=None)
+    return last is None or now - last > TOUCH_EVERY
+
+
+def touch(executor: Session | Connection, cred: Credential, now: datetime) -> None:
+    """Stamp "last used" by statement: `cred` may be the process's cached copy (snapshot.py),
+    which is never changed."""
+    repo.touch_credential(executor, cred.id, now)
+    _touched[cred.key_hash] = now
 
 
 def key_out(cred: Credential, now: datetime | None = None) -> KeyOut:

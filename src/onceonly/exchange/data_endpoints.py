@@ -10,7 +10,6 @@ like any other denial."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import Annotated, Any
 
 from anyio import to_thread
@@ -21,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from onceonly.db import Database
 from onceonly.exchange import calls, changes, export, query, record, verify
-from onceonly.exchange.calls import Answer, Call, Context
+from onceonly.exchange.calls import Answer, Call, Context, Prepared
 from onceonly.exchange.data_errors import BatchTooLarge, RequestInvalid
 from onceonly.exchange.data_schemas import ChangesOut, RecordOut, RecordsOut, VerifyIn, VerifyOut
 from onceonly.exchange.enforcement import Permit
@@ -98,10 +97,9 @@ async def _read_body(request: Request) -> bytes | None:
     return b"".join(chunks)
 
 
-async def _run(request: Request, service: str, mode: str, work: Callable[[Context], Response],
+async def _run(request: Request, service: str, mode: str, work: Callable[[Context], Response | Prepared],
                body: bytes = b"") -> Response:
-    call = Call(request, service, mode, body)
-    return await to_thread.run_sync(partial(calls.handle, _db(request), call, work))
+    return await calls.run(_db(request), Call(request, service, mode, body), work)
 
 
 def _params(request: Request) -> list[tuple[str, str]]:
@@ -131,7 +129,7 @@ async def verify_records(service: ServicePath, request: Request) -> Response:
         await to_thread.run_sync(Context(_db(request), Call(request, service, "verify")).deny, exc)
         raise exc
 
-    def work(ctx: Context) -> Response:
+    def work(ctx: Context) -> Prepared:
         def answer(session: Session, system: System) -> tuple[Permit, Answer]:
             if _params(request):
                 raise RequestInvalid("verify takes no query parameters; send the records as JSON", field="query")
@@ -163,7 +161,7 @@ async def verify_records(service: ServicePath, request: Request) -> Response:
     ]},
 )
 async def query_records(service: ServicePath, request: Request) -> Response:
-    def work(ctx: Context) -> Response:
+    def work(ctx: Context) -> Prepared:
         def answer(session: Session, system: System) -> tuple[Permit, Answer]:
             params = _params(request)
             q = query.parse(params)
@@ -211,7 +209,7 @@ async def export_records(service: ServicePath, request: Request) -> Response:
     openapi_extra={"parameters": [SINCE, LIMIT, FIELDS]},
 )
 async def change_feed(service: ServicePath, request: Request) -> Response:
-    def work(ctx: Context) -> Response:
+    def work(ctx: Context) -> Prepared:
         def answer(session: Session, system: System) -> tuple[Permit, Answer]:
             permit = ctx.permit(session)
             return permit, changes.run(session, permit, resource_of(session, permit), _params(request))
@@ -231,7 +229,7 @@ async def change_feed(service: ServicePath, request: Request) -> Response:
 )
 async def get_record(service: ServicePath, key: Annotated[str, Path(description="The record's key")],
                      request: Request) -> Response:
-    def work(ctx: Context) -> Response:
+    def work(ctx: Context) -> Prepared:
         def answer(session: Session, system: System) -> tuple[Permit, Answer]:
             params = _params(request)
             unknown = [k for k, _ in params if k != "fields"]

@@ -22,12 +22,13 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, true
+from sqlalchemy import ColumnElement, Connection, Table, and_, true
 from sqlalchemy.orm import Session
 
 from onceonly.db import utcnow
 from onceonly.errors import ValidationFailed
 from onceonly.exchange import repository as repo
+from onceonly.exchange import snapshot
 from onceonly.exchange.errors import (
     FieldNotGranted,
     GrantExpired,
@@ -37,11 +38,12 @@ from onceonly.exchange.errors import (
     QuotaExceeded,
     RateLimited,
     ServiceUnavailable,
+    Throttled,
 )
 from onceonly.exchange.grants import CITY_TZ, city_today
 from onceonly.exchange.models import System
 from onceonly.exchange.schemas import FIELD_NAME_RE, SERVICE_CODE_RE
-from onceonly.exchange.services import CALL_MODES, FEEDS, current_resource
+from onceonly.exchange.services import CALL_MODES, FEEDS
 from onceonly.kit.masking import mask
 
 MINUTE_HISTORY = 60  # minute counters older than this many minutes are pruned
@@ -89,10 +91,11 @@ def seconds_to_midnight(now: datetime) -> int:
 
 def authorize(
     session: Session, system: System, service_code: str, mode: str,
-    requested_fields: Sequence[str] | None = None, *, now: datetime | None = None,
+    requested_fields: Sequence[str] | None = None, *, now: datetime | None = None, count: bool = True,
 ) -> Permit:
     """Find the system's grant for the service and check it: mode, expiry, fields, quota, rate.
-    `requested_fields` None means every granted field. Counts one call for the rate limit."""
+    `requested_fields` None means every granted field. Counts one call for the rate limit unless
+    `count` is false: then the caller counts it with `charge` when it commits the call."""
     now = now or utcnow()
     if not isinstance(service_code, str) or not SERVICE_CODE_RE.match(service_code):
         raise ValidationFailed("service: not a service code", field="service")
@@ -101,8 +104,8 @@ def authorize(
     if requested_fields is not None and not all(isinstance(n, str) and FIELD_NAME_RE.match(n)
                                                 for n in requested_fields):
         raise ValidationFailed("fields: not a field name", field="fields")
-    service = repo.service_by_code(session, service_code)
-    grant = repo.latest_grant(session, system.id, service.id) if service is not None else None
+    service = snapshot.service(session, service_code)
+    grant = snapshot.grant(session, system.id, service.id) if service is not None else None
     if service is None or grant is None:
         raise GrantMissing(f"system {system.code} has no grant for service {service_code}")
     if grant.revoked_at is not None:
@@ -116,7 +119,7 @@ def authorize(
     if grant.expires_at <= now:
         raise GrantExpired(f"the grant of system {system.code} for service {service.code} expired at "
                            f"{grant.expires_at.astimezone(CITY_TZ):%Y-%m-%d %H:%M} (UTC+8)")
-    res = current_resource(session, service)
+    res = snapshot.current_resource(session, service.resource.code)
     if res is None:
         raise ServiceUnavailable(f"service {service.code} has no published resource behind it")
     names = {f.name for f in res.fields}
@@ -131,20 +134,39 @@ def authorize(
     if used >= grant.daily_quota:
         raise QuotaExceeded(f"the daily quota of {grant.daily_quota} records for service {service.code} is used up; "
                             "it resets at 00:00 UTC+8", retry_after=seconds_to_midnight(now))
-    minute = minute_bucket(now)
-    calls, _ = repo.add_usage(session, grant.id, "minute", minute, 1, 0)
-    if calls == 1:  # the first call of a minute clears out old minutes
-        repo.prune_usage(session, grant.id, "minute", minute - MINUTE_HISTORY)
-    if calls > grant.rate_limit:
-        raise RateLimited(f"the rate limit of {grant.rate_limit} calls per minute for service {service.code} is "
-                          "reached", retry_after=60 - int(now.timestamp()) % 60)
-    return Permit(
+    permit = Permit(
         grant_id=grant.id, system_id=system.id, system_code=system.code, service_id=service.id,
         service_code=service.code, mode=mode, resource_id=res.id, resource_code=res.code, fields=tuple(fields),
         masking=MappingProxyType({f: r for f, r in (grant.masking or {}).items() if f in fields}),
         row_filter=MappingProxyType({f: tuple(v) for f, v in (grant.row_filter or {}).items()}),
         rate_limit=grant.rate_limit, daily_quota=grant.daily_quota, used_today=used, expires_at=grant.expires_at,
     )
+    if count:
+        count_call(session, permit, now)
+    return permit
+
+
+def count_call(session: Session | Connection, permit: Permit, now: datetime) -> int:
+    """Count one call against the grant's rate limit; RateLimited (nothing counted, once the
+    transaction rolls back) when it would pass it. Returns the minute's calls."""
+    minute = minute_bucket(now)
+    calls, _ = repo.add_usage(session, permit.grant_id, "minute", minute, 1, 0)
+    if calls == 1:  # the first call of a minute clears out old minutes
+        repo.prune_usage(session, permit.grant_id, "minute", minute - MINUTE_HISTORY)
+    if calls > permit.rate_limit:
+        raise _rate_limited(permit, now)
+    return calls
+
+
+def _rate_limited(permit: Permit, now: datetime) -> RateLimited:
+    return RateLimited(f"the rate limit of {permit.rate_limit} calls per minute for service {permit.service_code} "
+                       "is reached", retry_after=60 - int(now.timestamp()) % 60)
+
+
+def _quota_passed(permit: Permit, records: int, used: int, now: datetime) -> QuotaExceeded:
+    left = max(0, permit.daily_quota - used)
+    return QuotaExceeded(f"an answer of {records} records would pass the daily quota of {permit.daily_quota} "
+                         f"for service {permit.service_code} ({left} left today)", retry_after=seconds_to_midnight(now))
 
 
 def _requested(requested: Sequence[str], granted: list[str], service_code: str) -> list[str]:
@@ -158,7 +180,7 @@ def _requested(requested: Sequence[str], granted: list[str], service_code: str) 
     return [f for f in granted if f in wanted]
 
 
-def record_usage(session: Session, permit: Permit, records: int, *, now: datetime | None = None) -> int:
+def record_usage(session: Session | Connection, permit: Permit, records: int, *, now: datetime | None = None) -> int:
     """Count an answered call and its records against today's quota; returns today's total.
     Call it before the answer goes out: if the records would pass the quota it raises
     QuotaExceeded and the transaction (with the answer) must be dropped."""
@@ -167,11 +189,78 @@ def record_usage(session: Session, permit: Permit, records: int, *, now: datetim
     now = now or utcnow()
     _, total = repo.add_usage(session, permit.grant_id, "day", day_bucket(now), 1, records)
     if total > permit.daily_quota:
-        left = max(0, permit.daily_quota - (total - records))
-        raise QuotaExceeded(f"an answer of {records} records would pass the daily quota of {permit.daily_quota} "
-                            f"for service {permit.service_code} ({left} left today)",
-                            retry_after=seconds_to_midnight(now))
+        raise _quota_passed(permit, records, total - records, now)
     return total
+
+
+Counter = tuple[int, str, int]  # grant id, period, bucket
+
+
+@dataclass(eq=False)
+class Charge:
+    """The counting of one answered call, done by the audit writer in the transaction that
+    commits the call's record (`settle`): the call is counted for the rate limit (unless it was
+    when it began) and its records against today's quota, or, if that would pass either,
+    nothing is counted and `denial` says why. So counting, record and answer commit together
+    without the request holding a counter row or the write lock."""
+
+    permit: Permit
+    records: int
+    now: datetime
+    count_call: bool = True
+    total: int = 0  # today's records after this call
+    denial: Throttled | None = None
+
+    @property
+    def minute(self) -> Counter:
+        return self.permit.grant_id, "minute", minute_bucket(self.now)
+
+    @property
+    def day(self) -> Counter:
+        return self.permit.grant_id, "day", day_bucket(self.now)
+
+    @staticmethod
+    def settle(conn: Connection, charges: Sequence[Charge]) -> None:
+        """Count a group of calls: each counter row is upserted once for the whole group, in key
+        order (so writers of several processes never wait on each other's rows); the calls are
+        then admitted in the order they came, and what a denied call added is taken back."""
+        added: dict[Counter, list[int]] = {}
+        for charge in charges:
+            if charge.count_call:
+                added.setdefault(charge.minute, [0, 0])[0] += 1
+            tally = added.setdefault(charge.day, [0, 0])
+            tally[0] += 1
+            tally[1] += charge.records
+        before: dict[Counter, tuple[int, int]] = {}
+        for key, (calls, records) in sorted(added.items()):
+            after = repo.add_usage(conn, *key, calls, records)
+            before[key] = (after[0] - calls, after[1] - records)
+        running = dict(before)
+        refund: dict[Counter, list[int]] = {}
+        for charge in charges:
+            permit, minute, day = charge.permit, charge.minute, charge.day
+            calls_now = running[minute][0] + 1 if charge.count_call else 0
+            used = running[day][1]
+            if calls_now > permit.rate_limit:
+                charge.denial = _rate_limited(permit, charge.now)
+            elif used + charge.records > permit.daily_quota:
+                charge.denial = _quota_passed(permit, charge.records, used, charge.now)
+            if charge.denial is None:
+                if charge.count_call:
+                    running[minute] = (calls_now, 0)
+                running[day] = (running[day][0] + 1, used + charge.records)
+                charge.total = used + charge.records
+                continue
+            if charge.count_call:
+                refund.setdefault(minute, [0, 0])[0] -= 1
+            back = refund.setdefault(day, [0, 0])
+            back[0] -= 1
+            back[1] -= charge.records
+        for key, (calls, records) in sorted(refund.items()):
+            repo.add_usage(conn, *key, calls, records)
+        for grant_id, period, bucket in sorted(before):
+            if period == "minute" and before[(grant_id, period, bucket)][0] == 0:  # a new minute: drop old ones
+                repo.prune_usage(conn, grant_id, "minute", bucket - MINUTE_HISTORY)
 
 
 def apply_masking(permit: Permit, row: Mapping[str, Any]) -> dict[str, Any]:

@@ -111,6 +111,7 @@ def start(ctx: Context, params: Params) -> Response:
             total = record_usage(session, permit, count)
             ctx.audit(status=200, records=count, detail={"fields": list(shown.fields), "format": req.format,
                                                          "since": req.since, "resume_seq": head}, session=session)
+        ctx.audited = True  # committed with the count
     except BaseException:
         read.close()
         raise

@@ -213,3 +213,13 @@ class Usage(Base):
     bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     calls: Mapped[int] = mapped_column(BigInteger, default=0)
     records: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Epoch(Base):
+    """One row whose token changes (by trigger, migration 0007) with every committed change to
+    the metadata enforcement reads on each call; see snapshot.py."""
+
+    __tablename__ = "exchange_epoch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    token: Mapped[int] = mapped_column(BigInteger)

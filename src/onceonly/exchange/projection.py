@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from onceonly.catalog.models import Field, Resource
+from onceonly.exchange import snapshot
 from onceonly.exchange.data_errors import RequestInvalid
 from onceonly.exchange.enforcement import Permit, apply_masking
 from onceonly.exchange.errors import FieldNotGranted, ServiceUnavailable
@@ -61,7 +62,7 @@ def narrow(permit: Permit, res: Resource, requested: Sequence[str] | None) -> Pe
 
 
 def resource_of(session: Session, permit: Permit) -> Resource:
-    res = session.get(Resource, permit.resource_id)
+    res = snapshot.resource(session, permit.resource_id)
     if res is None or not res.table_name:
         raise ServiceUnavailable(f"service {permit.service_code} has no published resource behind it")
     return res

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, func, or_, select
+from sqlalchemy import Connection, Select, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
@@ -17,9 +17,13 @@ from onceonly.accounts.roles import ORG_ROLES
 from onceonly.exchange.models import Application, Credential, Grant, Nonce, Service, System, Usage
 
 
-def _insert(session: Session) -> Any:
+def _dialect(executor: Session | Connection) -> str:
+    return executor.dialect.name if isinstance(executor, Connection) else executor.get_bind().dialect.name
+
+
+def _insert(executor: Session | Connection) -> Any:
     """The dialect's INSERT, which has ON CONFLICT (SQLite ≥ 3.24 and PostgreSQL alike)."""
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return postgresql.insert if _dialect(executor) == "postgresql" else sqlite.insert
 
 
 # -- systems and credentials -------------------------------------------------------------------
@@ -41,6 +45,10 @@ def credential_by_id(session: Session, credential_id: int) -> Credential | None:
 
 def credentials_by_prefix(session: Session, prefix: str) -> Sequence[Credential]:
     return session.scalars(select(Credential).where(Credential.prefix == prefix)).all()
+
+
+def touch_credential(session: Session | Connection, credential_id: int, now: datetime) -> None:
+    session.execute(update(Credential).where(Credential.id == credential_id).values(last_used_at=now))
 
 
 def credentials_of(session: Session, system_id: int) -> Sequence[Credential]:
@@ -159,11 +167,11 @@ def grants(
 _ADD_USAGE: dict[str, Any] = {}
 
 
-def _add_usage_statement(session: Session) -> Any:
+def _add_usage_statement(session: Session | Connection) -> Any:
     """The counter upsert, built once per dialect with bound parameters: it runs on every
     exchange call, and building it (with its `excluded` alias) each time cost a seventh of a
     call's CPU."""
-    name = session.get_bind().dialect.name
+    name = _dialect(session)
     stmt = _ADD_USAGE.get(name)
     if stmt is None:
         ins = _insert(session)(Usage).values(grant_id=bindparam("g"), period=bindparam("p"), bucket=bindparam("b"),
@@ -176,7 +184,8 @@ def _add_usage_statement(session: Session) -> Any:
     return stmt
 
 
-def add_usage(session: Session, grant_id: int, period: str, bucket: int, calls: int, records: int) -> tuple[int, int]:
+def add_usage(session: Session | Connection, grant_id: int, period: str, bucket: int, calls: int,
+              records: int) -> tuple[int, int]:
     """Add to a counter row and return its new (calls, records): one atomic upsert, so
     concurrent workers never lose an increment (PostgreSQL locks the row until commit)."""
     row = session.execute(_add_usage_statement(session),
@@ -184,11 +193,14 @@ def add_usage(session: Session, grant_id: int, period: str, bucket: int, calls: 
     return int(row[0]), int(row[1])
 
 
+_USAGE = select(Usage.calls, Usage.records).where(
+    Usage.grant_id == bindparam("g"), Usage.period == bindparam("p"), Usage.bucket == bindparam("b"))
+
+
 def usage(session: Session, grant_id: int, period: str, bucket: int) -> tuple[int, int]:
-    row = session.execute(select(Usage.calls, Usage.records).where(
-        Usage.grant_id == grant_id, Usage.period == period, Usage.bucket == bucket)).first()
+    row = session.connection().execute(_USAGE, {"g": grant_id, "p": period, "b": bucket}).first()
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
-def prune_usage(session: Session, grant_id: int, period: str, before: int) -> None:
+def prune_usage(session: Session | Connection, grant_id: int, period: str, before: int) -> None:
     session.execute(delete(Usage).where(Usage.grant_id == grant_id, Usage.period == period, Usage.bucket < before))

@@ -112,6 +112,16 @@ def unseal(sealed: str, master: str, system_code: str) -> str | None:
 
 # -- verifying a request -----------------------------------------------------------------------
 
+def sent(headers: Mapping[str, str]) -> bool:
+    """Whether the request carries any of the signature headers."""
+    return any(headers.get(n) for n in (TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER))
+
+
+def wanted(system: System, headers: Mapping[str, str]) -> bool:
+    """Whether `check_request` has a signature to check (the system requires one or sent one)."""
+    return system.signing_required or sent(headers)
+
+
 def check_request(
     session: Session, system: System, *, method: str, target: str, headers: Mapping[str, str], body: bytes,
     master: str, now: datetime,
@@ -119,9 +129,9 @@ def check_request(
     """Verify the signature when the system requires one (or sends one anyway); True if a
     signature was checked. The nonce is claimed only after the signature is valid, so nobody
     without the secret can burn a system's nonces."""
-    sent = {name: headers.get(name) for name in (TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)}
-    if not any(sent.values()) and not system.signing_required:
+    if not wanted(system, headers):
         return False
+    sent = {name: headers.get(name) for name in (TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)}
     if not all(sent.values()):
         raise CallerRejected(f"this system signs its requests: send {TIMESTAMP_HEADER}, {NONCE_HEADER} and "
                              f"{SIGNATURE_HEADER}")
