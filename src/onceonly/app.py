@@ -190,6 +190,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     from onceonly.audit.endpoints import router as audit_router
     from onceonly.catalog.endpoints import router as catalog_router
     from onceonly.catalog.transfer_endpoints import router as transfer_router
+    from onceonly.exchange.data_endpoints import direct_routes
     from onceonly.exchange.data_endpoints import router as exchange_data_router
     from onceonly.exchange.endpoints import router as exchange_router
     from onceonly.exchange.errors import Throttled, throttled_problem
@@ -198,6 +199,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     from onceonly.ingest.endpoints import router as ingest_router
     from onceonly.web.routes import mount as mount_web
 
+    # The data plane first: it is what business systems call all day, and routes are matched in
+    # order (a hundred routes before it cost a seventh of a record lookup). No fixed /exchange
+    # path has the shape of a data-plane route (tests/exchange/test_exchange_api.py checks).
+    app.include_router(exchange_data_router, prefix="/api/v1")
     app.include_router(accounts_router, prefix="/api/v1")
     # Before the catalog: its GET /resources/{ref:path} would otherwise take /resources/{ref}/batches.
     app.include_router(ingest_router, prefix="/api/v1")
@@ -205,9 +210,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(transfer_router, prefix="/api/v1")
     app.include_router(audit_router, prefix="/api/v1")
     app.include_router(exchange_router, prefix="/api/v1")
-    app.include_router(exchange_subscriptions_router, prefix="/api/v1")  # before any /exchange/{service}/… router
-    app.include_router(exchange_stats_router, prefix="/api/v1")  # before any /exchange/{service}/… router
-    app.include_router(exchange_data_router, prefix="/api/v1")  # last of /exchange: the fixed paths win
+    app.include_router(exchange_subscriptions_router, prefix="/api/v1")
+    app.include_router(exchange_stats_router, prefix="/api/v1")
+    app.router.routes[0:0] = direct_routes("/api/v1")  # the record lookup, matched before anything else
     app.add_exception_handler(Throttled, throttled_problem)  # 429 with Retry-After
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and database check")

@@ -3,6 +3,7 @@ decisions, grants; problem+json naming the field; hostile input; 429 with Retry-
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -307,3 +308,13 @@ def test_openapi_lists_expected_errors(api: Api) -> None:
             assert {"401", "403", "422"} <= set(op["responses"]), (method, path)
     data_plane = {f"{BASE}/{{service}}/{tail}" for tail in ("verify", "records", "records/{key}", "export", "changes")}
     assert {p for p in ours if p.startswith(f"{BASE}/{{")} == data_plane  # only the data plane's /exchange/{service}/…
+
+
+def test_no_fixed_exchange_path_has_the_shape_of_a_data_plane_route(api: Api) -> None:
+    """The data plane's router is matched first (app.py): a fixed path such as
+    /exchange/subscriptions/changes would be taken for service "subscriptions"'s change feed."""
+    paths = api.client.get("/openapi.json").json()["paths"]
+    shapes = [re.compile(f"^{re.escape(BASE)}/[^/]+/{tail}$") for tail in ("verify", "records", "records/.+", "export",
+                                                                           "changes")]
+    fixed = [p for p in paths if p.startswith(f"{BASE}/") and not p.startswith(f"{BASE}/{{service}}/")]
+    assert fixed and not [p for p in fixed if any(s.match(p) for s in shapes)]

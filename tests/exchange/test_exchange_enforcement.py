@@ -307,21 +307,30 @@ def _usage(db: Database, grant_id: int) -> dict[str, list[tuple[int, int]]]:
 def test_a_group_of_charges_is_admitted_in_order(db: Database, w: World) -> None:
     """The audit writer counts a group of calls at once (Charge.settle): each counter row is
     upserted once, the calls are admitted in the order they came, and a denied call leaves no
-    count behind — the rate limit first, then the quota."""
-    app = approved(w, ["sex"], rate_limit=3, daily_quota=5)
+    count behind — the rate limit first, then the quota (used up: not even an empty answer)."""
+    app = approved(w, ["sex"], rate_limit=3, daily_quota=6)
     now = utcnow().replace(second=5, microsecond=0) + timedelta(minutes=20)
-    with db.session() as s:
-        permit = authorize(s, fresh(s, w.system), w.person_service.code, "query", now=now, count=False)
-    charges = [Charge(permit, n, now) for n in (3, 3, 2, 0, 0)]  # 3 ok; 3 passes the quota; 2 ok; 0 ok; 5th call
-    with db.engine.begin() as conn:
-        Charge.settle(conn, charges)
-    assert [type(c.denial).__name__ if c.denial else "ok" for c in charges] == [
-        "ok", "QuotaExceeded", "ok", "ok", "RateLimited"]
-    assert [c.total for c in charges] == [3, 0, 5, 5, 0]
+
+    def settle(records: list[int], at: Any = now) -> list[Charge]:
+        with db.session() as s:
+            permit = authorize(s, fresh(s, w.system), w.person_service.code, "query", now=now, count=False)
+        charges = [Charge(permit, n, at) for n in records]
+        with db.engine.begin() as conn:
+            Charge.settle(conn, charges)
+        return charges
+
+    def outcome(charges: list[Charge]) -> list[str]:
+        return [type(c.denial).__name__ if c.denial else "ok" for c in charges]
+
+    charges = settle([4, 3, 2, 0])
+    assert outcome(charges) == ["ok", "QuotaExceeded", "ok", "QuotaExceeded"]
+    assert [c.total for c in charges] == [4, 0, 6, 0]
     assert "2 left" in str(charges[1].denial and charges[1].denial.message)
-    assert _usage(db, app.grant_id) == {"minute": [(3, 0)], "day": [(3, 5)]}  # type: ignore[arg-type]
-    with db.engine.begin() as conn:  # the next group sees what the first one left
-        more = [Charge(permit, 0, now), Charge(permit, 1, now + timedelta(minutes=1))]
-        Charge.settle(conn, more)
-    assert isinstance(more[0].denial, RateLimited) and isinstance(more[1].denial, QuotaExceeded)
-    assert _usage(db, app.grant_id) == {"minute": [(3, 0), (0, 0)], "day": [(3, 5)]}  # type: ignore[arg-type]
+    assert "used up" in str(charges[3].denial and charges[3].denial.message)
+    assert _usage(db, app.grant_id) == {"minute": [(2, 0)], "day": [(2, 6)]}  # type: ignore[arg-type]
+
+    app = approved(w, ["sex"], rate_limit=2, daily_quota=100)  # a new grant, counted afresh
+    assert outcome(settle([0, 1, 0])) == ["ok", "ok", "RateLimited"]
+    assert outcome(settle([0])) == ["RateLimited"]  # the next group sees what the last one left
+    assert outcome(settle([1], now + timedelta(minutes=1))) == ["ok"]  # a new minute
+    assert _usage(db, app.grant_id) == {"minute": [(2, 0), (1, 0)], "day": [(3, 2)]}  # type: ignore[arg-type]

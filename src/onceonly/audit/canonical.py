@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,7 @@ FIELDS = ("seq", "time", "kind", "system", "org", "username", "service", "mode",
           "purpose", "request_digest", "status", "records", "bytes", "latency_ms", "ip", "detail", "prev_hash")
 MAX_SAFE_INT = 2**53 - 1
 _MAX_DEPTH = 32
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def dumps(value: Any) -> str:
@@ -30,9 +32,10 @@ def dumps(value: Any) -> str:
 
 def clean_text(value: str, limit: int | None = None) -> str:
     """Valid Unicode without NUL (PostgreSQL cannot store it), cut to `limit` characters."""
-    if any("\ud800" <= c <= "\udfff" for c in value):  # lone surrogates cannot be encoded as UTF-8
-        value = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
-    value = value.replace("\x00", "\ufffd")
+    if not value.isascii() and _SURROGATE.search(value):  # lone surrogates cannot be encoded as UTF-8
+        value = _SURROGATE.sub("\ufffd", value)
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
     return value[:limit] if limit is not None else value
 
 

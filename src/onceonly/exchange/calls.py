@@ -129,7 +129,10 @@ class Context:
         code = self.call.service
         if not SERVICE_CODE_RE.match(code) or snapshot.service(session, code) is None:
             raise NotFound(f"service {shown(code)} not found", field="service")
-        return authorize(session, self.system, code, self.call.mode, count=not self.counted_at_commit)
+        # A record lookup or a verify is not capped by the quota, so its Charge alone checks it.
+        unread = self.counted_at_commit and self.call.mode in ("api", "verify")
+        return authorize(session, self.system, code, self.call.mode, count=not self.counted_at_commit,
+                         read_usage=not unread)
 
     def fields(self, *, status: int, records: int = 0, nbytes: int = 0,
                detail: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ like any other denial."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from anyio import to_thread
@@ -17,6 +17,9 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.routing import BaseRoute, Match
+from starlette.routing import Route as StarletteRoute
+from starlette.types import Scope
 
 from onceonly.db import Database
 from onceonly.exchange import calls, changes, export, query, record, verify
@@ -242,3 +245,29 @@ async def get_record(service: ServicePath, key: Annotated[str, Path(description=
         return ctx.respond(answer)
 
     return await _run(request, service, "api", work)
+
+
+class _Direct(StarletteRoute):
+    """A data-plane route the app's router matches before any other (see `direct_routes`)."""
+
+    def __init__(self, path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
+        super().__init__(path, endpoint, methods=["GET"], include_in_schema=False)
+        self.methods = {"GET"}  # Starlette adds HEAD; the documented route answers GET only
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match is not Match.NONE:
+            child["route"] = self  # the metrics label it by its template, as FastAPI's routes are
+        return match, child
+
+
+async def _record_direct(request: Request) -> Response:
+    return await get_record(request.path_params["service"], request.path_params["key"], request)
+
+
+def direct_routes(prefix: str) -> list[BaseRoute]:
+    """The record lookup — the call business systems make all day — as a plain Starlette route
+    to put first in the app's routes: it runs `get_record` itself, but skips walking a hundred
+    routes and FastAPI's parameter solving, a fifth of the call's time. `get_record` stays the
+    documented route (OpenAPI) and answers what this one does not match (other methods)."""
+    return [_Direct(f"{prefix}{router.prefix}/{{service}}/records/{{key:path}}", _record_direct)]

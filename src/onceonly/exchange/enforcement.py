@@ -17,7 +17,7 @@ short; a long export should authorize and record in short units of work of its o
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
@@ -92,10 +92,13 @@ def seconds_to_midnight(now: datetime) -> int:
 def authorize(
     session: Session, system: System, service_code: str, mode: str,
     requested_fields: Sequence[str] | None = None, *, now: datetime | None = None, count: bool = True,
+    read_usage: bool = True,
 ) -> Permit:
     """Find the system's grant for the service and check it: mode, expiry, fields, quota, rate.
     `requested_fields` None means every granted field. Counts one call for the rate limit unless
-    `count` is false: then the caller counts it with `charge` when it commits the call."""
+    `count` is false: then the caller counts it with a `Charge` when it commits the call. With
+    `read_usage` false today's usage is not read (`used_today` is 0): only for a call whose
+    Charge refuses it if the quota is used up, and that does not cap its answer by the quota."""
     now = now or utcnow()
     if not isinstance(service_code, str) or not SERVICE_CODE_RE.match(service_code):
         raise ValidationFailed("service: not a service code", field="service")
@@ -104,6 +107,30 @@ def authorize(
     if requested_fields is not None and not all(isinstance(n, str) and FIELD_NAME_RE.match(n)
                                                 for n in requested_fields):
         raise ValidationFailed("fields: not a field name", field="fields")
+    terms = snapshot.derived(session, ("terms", system.id, service_code, mode),
+                             lambda: _terms(session, system, service_code, mode))
+    if terms.expires_at is not None and terms.expires_at <= now:
+        raise GrantExpired(f"the grant of system {system.code} for service {terms.service_code} expired at "
+                           f"{terms.expires_at.astimezone(CITY_TZ):%Y-%m-%d %H:%M} (UTC+8)")
+    if requested_fields is not None:
+        fields = tuple(_requested(requested_fields, list(terms.fields), terms.service_code))
+        if not fields:
+            raise FieldNotGranted(f"no granted field of service {terms.service_code} is available", field="fields")
+        terms = replace(terms, fields=fields,
+                        masking=MappingProxyType({f: r for f, r in terms.masking.items() if f in fields}))
+    used = repo.usage(session, terms.grant_id, "day", day_bucket(now))[1] if read_usage else 0
+    if used >= terms.daily_quota:
+        raise _used_up(terms, now)
+    permit = replace(terms, used_today=used)
+    if count:
+        count_call(session, permit, now)
+    return permit
+
+
+def _terms(session: Session, system: System, service_code: str, mode: str) -> Permit:
+    """What does not change from call to call (until metadata does): the grant's terms over the
+    service's current resource, as a permit for every granted field with nothing used yet.
+    Cached per process with the metadata (snapshot.derived)."""
     service = snapshot.service(session, service_code)
     grant = snapshot.grant(session, system.id, service.id) if service is not None else None
     if service is None or grant is None:
@@ -116,9 +143,6 @@ def authorize(
     if FEEDS.get(mode, mode) != service.mode:
         raise ModeNotOffered(f"service {service.code} is a {service.mode} service; it does not answer {mode}",
                              field="mode")
-    if grant.expires_at <= now:
-        raise GrantExpired(f"the grant of system {system.code} for service {service.code} expired at "
-                           f"{grant.expires_at.astimezone(CITY_TZ):%Y-%m-%d %H:%M} (UTC+8)")
     res = snapshot.current_resource(session, service.resource.code)
     if res is None:
         raise ServiceUnavailable(f"service {service.code} has no published resource behind it")
@@ -126,24 +150,17 @@ def authorize(
     if any(f not in names for f in grant.row_filter or {}):
         raise ServiceUnavailable(f"the row filter of the grant for service {service.code} no longer fits the "
                                  "resource; the provider must review the grant")
-    granted = [f.name for f in res.fields if f.name in grant.fields and f.name in service.fields]
-    fields = granted if requested_fields is None else _requested(requested_fields, granted, service.code)
+    allowed = set(grant.fields) & set(service.fields)
+    fields = tuple(f.name for f in res.fields if f.name in allowed)
     if not fields:
         raise FieldNotGranted(f"no granted field of service {service.code} is available", field="fields")
-    used = repo.usage(session, grant.id, "day", day_bucket(now))[1]
-    if used >= grant.daily_quota:
-        raise QuotaExceeded(f"the daily quota of {grant.daily_quota} records for service {service.code} is used up; "
-                            "it resets at 00:00 UTC+8", retry_after=seconds_to_midnight(now))
-    permit = Permit(
+    return Permit(
         grant_id=grant.id, system_id=system.id, system_code=system.code, service_id=service.id,
-        service_code=service.code, mode=mode, resource_id=res.id, resource_code=res.code, fields=tuple(fields),
+        service_code=service.code, mode=mode, resource_id=res.id, resource_code=res.code, fields=fields,
         masking=MappingProxyType({f: r for f, r in (grant.masking or {}).items() if f in fields}),
         row_filter=MappingProxyType({f: tuple(v) for f, v in (grant.row_filter or {}).items()}),
-        rate_limit=grant.rate_limit, daily_quota=grant.daily_quota, used_today=used, expires_at=grant.expires_at,
+        rate_limit=grant.rate_limit, daily_quota=grant.daily_quota, used_today=0, expires_at=grant.expires_at,
     )
-    if count:
-        count_call(session, permit, now)
-    return permit
 
 
 def count_call(session: Session | Connection, permit: Permit, now: datetime) -> int:
@@ -161,6 +178,11 @@ def count_call(session: Session | Connection, permit: Permit, now: datetime) -> 
 def _rate_limited(permit: Permit, now: datetime) -> RateLimited:
     return RateLimited(f"the rate limit of {permit.rate_limit} calls per minute for service {permit.service_code} "
                        "is reached", retry_after=60 - int(now.timestamp()) % 60)
+
+
+def _used_up(permit: Permit, now: datetime) -> QuotaExceeded:
+    return QuotaExceeded(f"the daily quota of {permit.daily_quota} records for service {permit.service_code} is "
+                         "used up; it resets at 00:00 UTC+8", retry_after=seconds_to_midnight(now))
 
 
 def _quota_passed(permit: Permit, records: int, used: int, now: datetime) -> QuotaExceeded:
@@ -243,6 +265,8 @@ class Charge:
             used = running[day][1]
             if calls_now > permit.rate_limit:
                 charge.denial = _rate_limited(permit, charge.now)
+            elif used >= permit.daily_quota:  # as `authorize` says: not even an empty answer
+                charge.denial = _used_up(permit, charge.now)
             elif used + charge.records > permit.daily_quota:
                 charge.denial = _quota_passed(permit, charge.records, used, charge.now)
             if charge.denial is None:

@@ -93,6 +93,21 @@ class Snapshot:
                 self.entries[key] = value
         return value
 
+    def derived(self, session: Session, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
+        """A value computed from cached lookups (which `compute` makes through this module), kept
+        under the same token. Kept only if the cache still holds that token afterwards, that is,
+        if what it was computed from is the committed metadata the caller's transaction sees."""
+        current = token(session)
+        if current == self.token:
+            hit = self.entries.get(key, _MISS)
+            if hit is not _MISS:
+                return cast(T, hit)
+        value = compute()
+        with self._lock:
+            if self.token == current and len(self.entries) < MAX_ENTRIES:
+                self.entries[key] = value
+        return value
+
     def _loader(self) -> Engine:
         if self._engine is None:
             self._engine = make_engine(self.url, pool_size=1, max_overflow=0)
@@ -129,6 +144,12 @@ def _cached(session: Session, key: tuple[Any, ...], load: Callable[[Session], T]
             keep: Callable[[T], bool] = lambda _: True) -> T:
     snap = snapshot_of(session)
     return load(session) if snap is None else snap.get(session, key, load, keep)
+
+
+def derived(session: Session, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
+    """`Snapshot.derived` for the session's database (computed afresh for a session made elsewhere)."""
+    snap = snapshot_of(session)
+    return compute() if snap is None else snap.derived(session, key, compute)
 
 
 def credentials(session: Session, prefix: str) -> Sequence[Credential]:
