@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from onceonly.ingest.checks import RowChecker
 from onceonly.ingest.fastpath import RowDigests
 from onceonly.ingest.types import Problem
+from onceonly.kit.memory import release_free_memory
 from onceonly.store.upsert import StageFormat
 
 MIN_PARALLEL_BYTES = 32 << 20
@@ -150,4 +151,6 @@ def _leave_with(parent: int) -> None:
 
 def _check_in_worker(rows: list[list[Any]]) -> Checked:
     assert _job is not None
-    return check_chunk(_job, rows)
+    checked = check_chunk(_job, rows)
+    release_free_memory()  # the chunk's rows and coerced values are gone: give their pages back
+    return checked

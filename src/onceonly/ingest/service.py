@@ -41,6 +41,7 @@ from onceonly.ingest.pool import Checked, Checks, InlineChecks, Job, ProcessChec
 from onceonly.ingest.readers import open_source
 from onceonly.ingest.schemas import BatchReport, IngestOptions, RejectionOut
 from onceonly.ingest.types import IngestInputError, Problem
+from onceonly.kit.memory import release_free_memory
 from onceonly.store import service as store
 from onceonly.store.upsert import StageFormat
 
@@ -224,6 +225,7 @@ def _load(session: Session, res: Resource, batch: Batch, header: list[str],
             if len(pending) > workers:
                 done = pending.popleft()
                 writer.write(done, guard, pending)
+                release_free_memory()  # between chunks: keeps the resident set near what is live
             batch.read = read
             if len(chunk) == CHUNK:  # a short chunk is the last one; its reader may be closed already
                 position = tell() if tell else 0
