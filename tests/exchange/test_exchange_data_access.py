@@ -5,9 +5,11 @@ call, denials included, and no data in a denial."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from test_exchange_data_kit import Plane, audit_head, audit_since, leaks, make_p
 
 from core_factories import CLI
 from onceonly.db import Database, utcnow
-from onceonly.exchange import credentials, signing
+from onceonly.exchange import calls, credentials, signing
 from onceonly.exchange.models import Credential, Grant, System
 
 ZHANG, LI, WANG = PERSON_ROWS
@@ -138,6 +140,32 @@ def test_every_call_has_exactly_one_audit_record(db: Database, m: Matrix) -> Non
     assert all(r.purpose == "核查案" and r.mode == "query" and r.service == query for r in records)
     assert records[0].records == 2 and records[0].bytes > 0 and records[0].request_digest
     assert records[4].system is None and records[4].detail["reason"] == "unknown API key"
+
+
+def test_no_call_waits_for_the_audit_writer_on_the_event_loop(db: Database, m: Matrix,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Answered or denied, a call waits for its group commit on a future (or, in a worker
+    thread, on an event): the blocking `append_call` never runs on the event loop's thread,
+    where it would stall every other request until the commit."""
+    blocking = calls.append_call
+    loop_threads: list[str] = []
+
+    def guarded(*args: Any, **kwargs: Any) -> int:
+        try:
+            asyncio.get_running_loop()
+            loop_threads.append(threading.current_thread().name)
+        except RuntimeError:
+            pass  # a worker thread: blocking is fine there
+        return blocking(*args, **kwargs)
+
+    monkeypatch.setattr(calls, "append_call", guarded)
+    query = m.p.code("query")
+    before = audit_head(db)
+    for kw, status in (({"system": m.a}, 200), ({"system": m.c}, 403), ({"key": "ook_" + "y" * 43}, 401),
+                       ({"system": m.b, "params": {"limit": "0"}}, 400)):
+        assert m.p.get(f"/{query}/records", **kw).status_code == status
+    assert [r.status for r in audit_since(db, before) if r.kind == "call"] == [200, 403, 401, 400]
+    assert loop_threads == []
 
 
 def _fresh_limits(p: Plane, mode: str, fields: list[str], **terms: Any) -> System:

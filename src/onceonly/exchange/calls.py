@@ -163,6 +163,18 @@ class Context:
         except Exception:  # the denial still goes out (it carries no data); the failure is logged
             log.exception("could not audit a denied %s call of service %s", self.call.mode, self.call.service[:64])
 
+    async def deny_async(self, exc: BaseException) -> None:
+        """`deny` on the event loop: waits for the group commit without blocking the loop."""
+        if self.audited:
+            return
+        status = _status(exc)
+        try:
+            await append_call_async(self.db, **self.fields(status=status, detail=problem_detail(exc)))
+            self.audited = True
+            observe_call(self.call.service, self.call.mode, status, 0, 0, self.call.latency_ms())
+        except Exception:  # as in `deny`
+            log.exception("could not audit a denied %s call of service %s", self.call.mode, self.call.service[:64])
+
     def respond(self, work: Callable[[Session, System], tuple[Permit, Answer]]) -> Prepared:
         """Step 2 of the module docstring for a mode whose answer is built in memory: the answer,
         ready to go out once step 3 (`run`) has committed its count and record."""
@@ -222,8 +234,10 @@ def problem_detail(exc: BaseException) -> dict[str, Any]:
     return {"problem": "internal", "reason": type(exc).__name__}
 
 
-def handle(ctx: Context, work: Callable[[Context], Response | Prepared]) -> Response | Prepared:
-    """Authenticate, run `work`, and audit whatever denial comes out of either."""
+def handle(ctx: Context, work: Callable[[Context], Response | Prepared], *,
+           audit_denial: bool = True) -> Response | Prepared:
+    """Authenticate, run `work`, and audit whatever denial comes out of either (unless the
+    caller does: `run` on the event loop)."""
     try:
         with ctx.db.session() as session:
             ctx.session = session
@@ -232,7 +246,8 @@ def handle(ctx: Context, work: Callable[[Context], Response | Prepared]) -> Resp
     except AuditUnavailable:
         raise  # the record could not be written: nothing more to write it with
     except Exception as exc:
-        ctx.deny(exc)
+        if audit_denial:
+            ctx.deny(exc)
         raise
 
 
@@ -243,20 +258,20 @@ async def run(db: Database, call: Call, work: Callable[[Context], Response | Pre
     On SQLite steps 1-2 run on the event loop itself: they only read (WAL readers never wait)
     and take well under a millisecond, less than a hop to a worker thread and back — except a
     signed call, which claims its nonce under the write lock, and an export, which streams; those
-    run in a worker thread, as every call does on PostgreSQL, whose reads wait on the network."""
+    run in a worker thread, as every call does on PostgreSQL, whose reads wait on the network.
+    A denial is audited without blocking the loop either way."""
     ctx = Context(db, call)
-    if db.is_sqlite and call.mode != "bulk" and not signing.sent(call.request.headers):
-        outcome = handle(ctx, work)
-    else:
-        outcome = await to_thread.run_sync(handle, ctx, work)
-    if isinstance(outcome, Response):
-        return outcome
     try:
+        if db.is_sqlite and call.mode != "bulk" and not signing.sent(call.request.headers):
+            outcome = handle(ctx, work, audit_denial=False)
+        else:
+            outcome = await to_thread.run_sync(handle, ctx, work)  # audits its denials in that thread
+        if isinstance(outcome, Response):
+            return outcome
         await append_call_async(db, **outcome.record, step=outcome)
         return outcome.response()
     except AuditUnavailable:
         raise
     except Exception as exc:
-        if not ctx.audited:
-            await to_thread.run_sync(ctx.deny, exc)
+        await ctx.deny_async(exc)
         raise
