@@ -534,7 +534,7 @@ def client(db: Database) -> Iterator[tuple[TestClient, dict[str, str]]]:
 
 def test_http_export_and_import(db: Database, client: tuple[TestClient, dict[str, str]]) -> None:
     c, auth = client
-    with db.session() as s:
+    with db.session(write=True) as s:  # the app's background worker may write meanwhile (SQLite)
         org = new_org(s)
     doc = _base(org, unique("http"))
     assert c.get("/api/v1/catalog/datapackage").status_code == 401
