@@ -318,3 +318,6 @@ def test_no_fixed_exchange_path_has_the_shape_of_a_data_plane_route(api: Api) ->
                                                                            "changes")]
     fixed = [p for p in paths if p.startswith(f"{BASE}/") and not p.startswith(f"{BASE}/{{service}}/")]
     assert fixed and not [p for p in fixed if any(s.match(p) for s in shapes)]
+    # The lookup's direct route answers GET only, as the documented one (no HEAD, no POST).
+    for method in ("HEAD", "POST", "DELETE"):
+        assert api.client.request(method, f"{BASE}/S0001/records/x").status_code == 405, method

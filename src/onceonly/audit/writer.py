@@ -128,6 +128,9 @@ class AuditWriter:
             if self._engine is not None:
                 self._engine.dispose()
                 self._engine = None
+            if self._lock_fd is not None and self._pid == os.getpid():
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
     def _ensure_running(self) -> None:
         if self._thread is not None and self._pid == os.getpid():
