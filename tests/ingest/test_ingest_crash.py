@@ -38,9 +38,9 @@ from onceonly.store.models import ChangeLog
 from onceonly.store.tables import table_for
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
-ROWS = 90_000  # a few seconds of loading: time to kill it half-way
+ROWS = 240_000  # a second or more of loading: time to kill it half-way
 SEED = 1_000  # rows stored before: half will be updated by the big file, half unchanged
-KILL_AFTER = 0.8  # seconds the batch has been running when it is killed (loading takes a few)
+KILL_AFTER = 0.5  # seconds the batch has been running when it is killed (loading takes longer)
 HEADER = PERSON_HEADER[:4]
 
 

@@ -76,3 +76,30 @@ def test_worker_count() -> None:
     assert pool.worker_count(3, 10) == 3, "an explicit setting holds whatever the size"
     assert pool.worker_count(-1, big - 1) == 0, "automatic: small files are checked in the writer"
     assert 0 <= pool.worker_count(-1, big) <= 4
+
+
+def test_an_unchanged_file_starts_no_worker(db: Database, org: Organization, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers start with the first rows to check: re-ingesting an unchanged file (every row
+    recognised by its digest) never pays for starting one; a changed file does."""
+    started: list[int] = []
+    real = pool.ProcessPoolExecutor
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        started.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pool, "ProcessPoolExecutor", counting)
+    monkeypatch.setattr(service, "CHUNK", 7)
+    w = World(db, org, person_resource(db, org))
+    rows = person_rows(30)
+    path = write_csv(tmp_path / "people.csv", PERSON_HEADER, rows)
+    assert run(w, path, 1).inserted == 30
+    assert started == [1]
+    again = run(w, path, 1)
+    assert (again.unchanged, again.inserted, again.updated) == (30, 0, 0)
+    assert started == [1], "no worker for a file with nothing to check"
+    rows[20] = person_row(20, 子女数="6")
+    changed = run(w, write_csv(tmp_path / "changed.csv", PERSON_HEADER, rows), 1)
+    assert (changed.unchanged, changed.updated) == (29, 1)
+    assert started == [1, 1]

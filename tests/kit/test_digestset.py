@@ -47,3 +47,30 @@ def test_runs_stop_merging_at_the_cap() -> None:
     assert all(len(r) <= 100 for r in digests._runs)
     assert len(digests) == 1500
     assert digests.contains(np.array([0, 1499, 1500], dtype=np.int64)).tolist() == [True, True, False]
+
+
+def test_merged_runs_stay_sorted_and_distinct() -> None:
+    """Runs merge by concatenating and sorting two disjoint sorted runs; what comes out must
+    still be one strictly increasing run, or the binary searches would miss members."""
+    rng = np.random.default_rng(11)
+    digests = DigestSet()
+    held: set[int] = set()
+    for _ in range(200):
+        chunk = rng.integers(-2**63, 2**63 - 1, size=int(rng.integers(1, 500)), dtype=np.int64)
+        digests.add(chunk)
+        held.update(chunk.tolist())
+    for run in digests._runs:
+        assert (np.diff(run) > 0).all()
+    assert len(digests) == len(held)
+    probe = np.array([*sorted(held)[::37], 0, 1, -1], dtype=np.int64)
+    assert digests.contains(probe).tolist() == [int(v) in held for v in probe]
+
+
+def test_add_sorted_takes_what_the_caller_vouches_for() -> None:
+    digests = DigestSet()
+    digests.add_sorted(np.array([-5, 3, 9], dtype=np.int64))
+    digests.add_sorted(np.array([], dtype=np.int64))
+    digests.add_sorted(np.array([4, 10], dtype=np.int64))
+    assert len(digests) == 5
+    assert digests.contains(np.array([3, 4, 5, 9, 10, -5], dtype=np.int64)).tolist() == [
+        True, True, False, True, True, True]

@@ -26,3 +26,39 @@ def test_freed_memory_goes_back_to_the_os() -> None:
     after = _rss_kb()
     assert keep and before - after > 50_000, (before, after)  # at least 50 MB of the freed pages returned
     assert release_free_memory() is True  # again: harmless
+
+
+def test_bulk_allocations_pause_the_collector_and_restore_it() -> None:
+    """During a load the objects from before are frozen and young collections come rarely;
+    nested and concurrent loads share that, and the last one out restores the settings."""
+    import gc
+
+    from onceonly.kit.memory import BULK_GC_THRESHOLD, bulk_allocations
+
+    before = gc.get_threshold()
+    frozen_before = gc.get_freeze_count()
+    with bulk_allocations():
+        assert gc.get_threshold()[0] >= BULK_GC_THRESHOLD
+        assert gc.get_freeze_count() > frozen_before
+        with bulk_allocations():
+            assert gc.get_threshold()[0] >= BULK_GC_THRESHOLD
+        assert gc.get_threshold()[0] >= BULK_GC_THRESHOLD, "the outer load still runs"
+        cycle: list[object] = []
+        cycle.append(cycle)
+        ref = id(cycle)
+        del cycle
+        gc.collect()  # cycles made during a load are still collectable
+        assert all(id(o) != ref for o in gc.get_objects())
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == frozen_before
+
+
+def test_bulk_allocations_restore_after_an_error() -> None:
+    import gc
+
+    from onceonly.kit.memory import bulk_allocations
+
+    before = gc.get_threshold()
+    with pytest.raises(RuntimeError), bulk_allocations():
+        raise RuntimeError("the load failed")
+    assert gc.get_threshold() == before

@@ -89,12 +89,15 @@ class KeyGuard:
         g = self.guards[0]
         digest = g.digester.digest
         digests = np.array([digest((v,)) if v is not None else 0 for v in values], dtype=np.int64)
-        present = np.array([v is not None for v in values], dtype=bool)
-        _, first = np.unique(digests, return_index=True)
-        later = np.ones(len(values), dtype=bool)
-        later[first] = False
-        duplicate = present & (later | g.earlier.contains(digests))
-        for i in np.flatnonzero(duplicate).tolist():
+        # In digest order (stable: equal digests stay in file order), so the first of each value
+        # is the one before its equals, and the lookups in earlier chunks' runs go in order.
+        order = np.argsort(digests, kind="stable")
+        ordered = digests[order]
+        later = np.zeros(len(values), dtype=bool)
+        later[1:] = ordered[1:] == ordered[:-1]
+        present = np.array([v is not None for v in values], dtype=bool)[order]
+        duplicate = present & (later | g.earlier.contains(ordered))
+        for i in np.sort(order[duplicate]).tolist():
             problems[i] = [g.problem((values[i],))]
-        g.earlier.add(digests[present & ~duplicate])
+        g.earlier.add_sorted(ordered[present & ~duplicate])
         return problems

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from onceonly.ingest.checks import RowChecker
 from onceonly.ingest.fastpath import RowDigests
 from onceonly.ingest.types import Problem
-from onceonly.kit.memory import release_free_memory
+from onceonly.kit.memory import release_free_memory, settle_for_bulk_work
 from onceonly.store.upsert import StageFormat
 
 MIN_PARALLEL_BYTES = 32 << 20
@@ -93,16 +93,26 @@ class InlineChecks:
 
 
 class ProcessChecks:
+    """Checks in worker processes, started when the first rows to check arrive: a re-ingest
+    whose rows are all unchanged never pays for starting them."""
+
     def __init__(self, spec: dict[str, Any], job: Job, workers: int) -> None:
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                         initializer=_start_worker,
-                                         initargs=(spec, job.fmt, job.guarded, job.digester, os.getpid()))
+        self._spec, self._job, self._workers = spec, job, workers
+        self._pool: ProcessPoolExecutor | None = None
 
     def submit(self, rows: list[list[Any]]) -> Future[Checked]:
+        if not rows:
+            return InlineChecks(self._job).submit(rows)
+        if self._pool is None:
+            job = self._job
+            self._pool = ProcessPoolExecutor(max_workers=self._workers, mp_context=get_context("spawn"),
+                                             initializer=_start_worker,
+                                             initargs=(self._spec, job.fmt, job.guarded, job.digester, os.getpid()))
         return self._pool.submit(_check_in_worker, rows)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def worker_count(setting: int, file_size: int) -> int:
@@ -140,6 +150,7 @@ def _start_worker(spec: dict[str, Any], fmt: StageFormat, guarded: list[str], di
     global _job
     _job = Job(build_checker(spec), fmt, guarded, digester)
     threading.Thread(target=_leave_with, args=(parent,), daemon=True).start()
+    settle_for_bulk_work()  # this process only checks chunks from now on
 
 
 def _leave_with(parent: int) -> None:

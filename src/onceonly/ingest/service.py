@@ -41,7 +41,7 @@ from onceonly.ingest.pool import Checked, Checks, InlineChecks, Job, ProcessChec
 from onceonly.ingest.readers import open_source
 from onceonly.ingest.schemas import BatchReport, IngestOptions, RejectionOut
 from onceonly.ingest.types import IngestInputError, Problem
-from onceonly.kit.memory import release_free_memory
+from onceonly.kit.memory import bulk_allocations, release_free_memory
 from onceonly.store import service as store
 from onceonly.store.upsert import StageFormat
 
@@ -211,32 +211,33 @@ def _load(session: Session, res: Resource, batch: Batch, header: list[str],
                                                 cmap.columns, len(header)), job, workers) \
         if workers > 0 else InlineChecks(job)
     read = 0
-    try:
-        while chunk := list(islice(rows, CHUNK)):
-            read += len(chunk)
-            digests = digester.of(chunk) if digester is not None and known is not None else None
-            todo: list[int] = list(range(len(chunk)))
-            if known is not None and digests is not None:
-                numbers = np.fromiter((n for n, _ in chunk), dtype=np.int64, count=len(chunk))
-                unchanged = known.claim_unchanged(digests, numbers)
-                batch.unchanged += int(unchanged.sum())
-                todo = np.flatnonzero(~unchanged).tolist()
-            pending.append(_Chunk(chunk, todo, digests, checks.submit([chunk[i][1] for i in todo])))
-            if len(pending) > workers:
+    with bulk_allocations():
+        try:
+            while chunk := list(islice(rows, CHUNK)):
+                read += len(chunk)
+                digests = digester.of(chunk) if digester is not None and known is not None else None
+                todo: list[int] = list(range(len(chunk)))
+                if known is not None and digests is not None:
+                    numbers = np.fromiter((n for n, _ in chunk), dtype=np.int64, count=len(chunk))
+                    unchanged = known.claim_unchanged(digests, numbers)
+                    batch.unchanged += int(unchanged.sum())
+                    todo = np.flatnonzero(~unchanged).tolist()
+                pending.append(_Chunk(chunk, todo, digests, checks.submit([chunk[i][1] for i in todo])))
+                if len(pending) > workers:
+                    done = pending.popleft()
+                    writer.write(done, guard, pending)
+                    release_free_memory()  # between chunks: keeps the resident set near what is live
+                batch.read = read
+                if len(chunk) == CHUNK:  # a short chunk is the last one; its reader may be closed already
+                    position = tell() if tell else 0
+                    _set_progress(batch.id, read=read, position=position)
+                    if progress:
+                        progress(read, position)
+            while pending:
                 done = pending.popleft()
                 writer.write(done, guard, pending)
-                release_free_memory()  # between chunks: keeps the resident set near what is live
-            batch.read = read
-            if len(chunk) == CHUNK:  # a short chunk is the last one; its reader may be closed already
-                position = tell() if tell else 0
-                _set_progress(batch.id, read=read, position=position)
-                if progress:
-                    progress(read, position)
-        while pending:
-            done = pending.popleft()
-            writer.write(done, guard, pending)
-    finally:
-        checks.close()
+        finally:
+            checks.close()
     batch.read = read
     batch.rejected = writer.rejected_rows
     batch.rule_counts = dict(writer.rule_counts.most_common())

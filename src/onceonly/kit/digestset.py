@@ -25,7 +25,8 @@ class DigestSet:
         return sum(r.nbytes for r in self._runs)
 
     def contains(self, digests: NDArray[np.int64]) -> NDArray[np.bool_]:
-        """For each digest, whether the set holds it."""
+        """For each digest, whether the set holds it (faster when `digests` are sorted: the
+        binary searches then narrow from the previous hit)."""
         found = np.zeros(len(digests), dtype=bool)
         for run in self._runs:
             pos = np.minimum(np.searchsorted(run, digests), len(run) - 1)
@@ -36,6 +37,11 @@ class DigestSet:
         fresh = np.unique(digests)
         if self._runs:
             fresh = fresh[~self.contains(fresh)]
+        self.add_sorted(fresh)
+
+    def add_sorted(self, fresh: NDArray[np.int64]) -> None:
+        """Add digests the caller knows are sorted, distinct and not held yet (cheaper than
+        `add`, which establishes all three)."""
         if not len(fresh):
             return
         self._runs.append(fresh)
@@ -44,4 +50,6 @@ class DigestSet:
         while (len(self._runs) > 1 and 2 * len(self._runs[-1]) >= len(self._runs[-2])
                and len(self._runs[-1]) + len(self._runs[-2]) <= self.max_run):
             newer = self._runs.pop()
-            self._runs[-1] = np.union1d(self._runs[-1], newer)
+            merged = np.concatenate((self._runs[-1], newer))
+            merged.sort(kind="stable")  # timsort: two sorted runs, disjoint, merge in one pass
+            self._runs[-1] = merged

@@ -4,13 +4,18 @@ A load allocates and frees the same shapes chunk after chunk (rows, stage column
 buffers). glibc's malloc keeps freed memory in its arenas for reuse, but fragmentation lets the
 resident set creep upward across millions of rows although the live objects stay few.
 `malloc_trim(0)` returns the free pages of every arena; called between chunks it keeps a
-process's resident memory near what it actually holds. Elsewhere than glibc it does nothing."""
+process's resident memory near what it actually holds. Elsewhere than glibc it does nothing.
+
+The same loads also keep Python's cycle collector busy for nothing: see `bulk_allocations`."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-from collections.abc import Callable
+import gc
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 _trim: Callable[[int], int] | None = None
 _loaded = False
@@ -37,3 +42,47 @@ def release_free_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+_GC_LOCK = threading.Lock()
+_gc_users = 0
+_gc_saved: tuple[int, int, int] | None = None
+BULK_GC_THRESHOLD = 20_000
+
+
+@contextmanager
+def bulk_allocations() -> Iterator[None]:
+    """Keep Python's cycle collector out of a long load's way.
+
+    A load allocates millions of short-lived containers (rows, cells, driver tuples) while a
+    chunk's worth stays alive. With the default thresholds that triggers thousands of young
+    collections and, every ~100k promoted objects, a full collection that walks every object of
+    the process (imports included): measured, a third of an initial load's time. Inside this
+    block the objects that existed before are frozen (never walked again until the block ends)
+    and a young collection waits for 20,000 net new containers instead of 700. Cycles are still
+    collected. Nestable and thread-safe: the settings are the process's, so the first block to
+    enter changes them and the last to leave restores them."""
+    global _gc_users, _gc_saved
+    with _GC_LOCK:
+        _gc_users += 1
+        if _gc_users == 1:
+            _gc_saved = gc.get_threshold()
+            gc.freeze()
+            gc.set_threshold(max(BULK_GC_THRESHOLD, _gc_saved[0]), *_gc_saved[1:])
+    try:
+        yield
+    finally:
+        with _GC_LOCK:
+            _gc_users -= 1
+            if _gc_users == 0 and _gc_saved is not None:
+                gc.set_threshold(*_gc_saved)
+                gc.unfreeze()
+                _gc_saved = None
+
+
+def settle_for_bulk_work() -> None:
+    """For a process that only does bulk work from here on (a checking worker): freeze what
+    its start-up built and collect young objects rarely (see `bulk_allocations`)."""
+    gc.freeze()
+    low, mid, old = gc.get_threshold()
+    gc.set_threshold(max(BULK_GC_THRESHOLD, low), mid, old)
