@@ -118,6 +118,27 @@ def test_every_format_reaches_the_store(w: World, tmp_path: Path, kind: str) -> 
     assert [c.op for c in changes(w.db, w.res.id)] == ["I"] * 5
 
 
+def test_initial_load_logs_every_row_once_in_file_order(w: World, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """An initial load writes its change log in bulk (on SQLite straight from the rows just
+    appended): one `I` per row, consecutive sequence numbers in file order across chunks, the
+    batch named — and a later upsert continues the sequence."""
+    monkeypatch.setattr(service, "CHUNK", 3)
+    rows = person_rows(8)[::-1]  # file order is not key order
+    report = ingest(w.db, w.ref, write_csv(tmp_path / "first.csv", PERSON_HEADER, rows))
+    assert (report.inserted, report.rejected) == (8, 0)
+    log = changes(w.db, w.res.id)
+    assert [c.key for c in log] == [r[0] for r in rows]
+    assert [c.seq for c in log] == list(range(log[0].seq, log[0].seq + 8))
+    assert {(c.op, c.batch_id) for c in log} == {("I", report.id)}
+    assert all(isinstance(c.at, datetime) for c in log)
+    rows[2] = person_row(5, 子女数="7")
+    again = ingest(w.db, w.ref, write_csv(tmp_path / "second.csv", PERSON_HEADER, [*rows, person_row(20)]))
+    assert (again.inserted, again.updated, again.unchanged) == (1, 1, 7)
+    more = changes(w.db, w.res.id, log[-1].seq)
+    assert [(c.seq, c.op, c.key) for c in more] == [(log[-1].seq + 1, "U", cid(5)), (log[-1].seq + 2, "I", cid(20))]
+
+
 def test_gb18030_with_a_rare_character_and_named_encoding(plain: World, tmp_path: Path) -> None:
     rows = [person_row(0, 姓名="𠀀明"), person_row(1, 姓名="王䶮")]  # outside GBK, inside GB18030
     path = write_csv(tmp_path / "gb.csv", PERSON_HEADER, rows, encoding="gb18030")

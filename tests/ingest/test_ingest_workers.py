@@ -103,3 +103,25 @@ def test_an_unchanged_file_starts_no_worker(db: Database, org: Organization, tmp
     changed = run(w, write_csv(tmp_path / "changed.csv", PERSON_HEADER, rows), 1)
     assert (changed.unchanged, changed.updated) == (29, 1)
     assert started == [1, 1]
+
+
+@pytest.mark.parametrize("col", [
+    ["110105194912310021", "张三", ""],
+    ["a", None, "", None],
+    [None],
+    [""],
+    ["含\x1f分隔符", "b"],       # the separator inside a cell: sent as a list
+    ["2018-08-20", 3, None],    # not all text: sent as a list
+    [],
+])
+def test_columns_cross_processes_unchanged(col: list[Any]) -> None:
+    """Text columns travel between processes packed into one string; whatever the cells, the
+    writer gets back exactly the column the worker made."""
+    import pickle
+
+    checked = pool.Checked([0], [col, list(col)], {"k": col}, [])
+    back = pickle.loads(pickle.dumps(checked))
+    assert back.columns == [col, col] and back.guarded == {"k": col}
+    assert all(v is None for v, o in zip(back.columns[0], col, strict=True) if o is None)
+    assert isinstance(pool.pack(col), pool.Packed) == (
+        bool(col) and all(v is None or (isinstance(v, str) and "\x1f" not in v) for v in col))

@@ -40,6 +40,49 @@ class Checked:
     rejected: list[tuple[int, list[Problem]]]
     digests: list[int] | None = None  # of the accepted rows, when the job digests (initial loads)
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "columns": [pack(c) for c in self.columns],
+                "guarded": {f: pack(c) for f, c in self.guarded.items()}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.columns = [unpack(c) for c in self.columns]
+        self.guarded = {f: unpack(c) for f, c in self.guarded.items()}
+
+
+_SEP = "\x1f"  # ASCII unit separator
+
+
+@dataclass
+class Packed:
+    """A column of text cells as one string, for the trip between processes: pickling one
+    string is a copy, pickling ten thousand costs more than checking them. `nones`: positions
+    holding None (packed as empty)."""
+
+    text: str
+    nones: list[int]
+
+
+def pack(col: list[Any]) -> list[Any] | Packed:
+    """`col` packed when every cell is text (or None) free of the separator, else `col` as is."""
+    kinds = set(map(type, col))
+    if not col or not kinds <= {str, type(None)}:
+        return col
+    nones = [i for i, v in enumerate(col) if v is None] if type(None) in kinds else []
+    text = _SEP.join(col) if not nones else _SEP.join(v if v is not None else "" for v in col)
+    if text.count(_SEP) != len(col) - 1:  # a cell holds the separator itself
+        return col
+    return Packed(text, nones)
+
+
+def unpack(col: list[Any] | Packed) -> list[Any]:
+    if not isinstance(col, Packed):
+        return col
+    values: list[Any] = col.text.split(_SEP)
+    for i in col.nones:
+        values[i] = None
+    return values
+
 
 @dataclass
 class Job:

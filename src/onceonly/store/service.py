@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, literal, or_, select, text, tuple_, update
+from sqlalchemy import and_, bindparam, func, insert, literal, literal_column, or_, select, text, tuple_, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateIndex, CreateTable
@@ -199,13 +199,35 @@ def insert_new(session: Session, res: Resource, fmt: StageFormat, columns: list[
     first = _reserve(session, res, count)
     names = [*fmt.present, "_digest", "_version", "_created_at", "_updated_at", "_batch_id", "_deleted"]
     n = len(digests)
+    by_rowid = conn.dialect.name == "sqlite" and len(res.key_fields) == 1 and all(
+        f.type == "string" for f in res.fields if f.name == res.key_fields[0])
+    before = conn.execute(select(func.max(literal_column("rowid"))).select_from(table)).scalar() if by_rowid else None
     bulk_insert_columns(conn, table, names, [*columns, digests, (1,) * n, (now,) * n, (now,) * n,
                                              (batch_id,) * n, (False,) * n], converted=True, constants=5)
+    if by_rowid:
+        _log_appended(conn, res, table, before or 0, first, n, batch_id, now)
+        return UpsertResult(inserted=count, first_seq=first, last_seq=first + count - 1)
     texts = key_texts(keys)
     bulk_insert_columns(conn, ChangeLog.__table__, ["seq", "row_key", "resource_id", "op", "batch_id", "at"],
                         [range(first, first + n), texts, (res.id,) * n, ("I",) * n, (batch_id,) * n, (now,) * n],
                         constants=4)
     return UpsertResult(inserted=count, first_seq=first, last_seq=first + count - 1)
+
+
+def _log_appended(conn: Connection, res: Resource, table: Any, before: int, first: int, n: int,
+                  batch_id: int | None, now: Any) -> None:
+    """The change log of `n` rows just appended to a SQLite table, written from the table
+    itself: a rowid table gives appended rows the rowids after the largest before (the key here
+    is text, so the rowid is not the key), in insertion order, so row `before + i` gets sequence
+    number `first + i - 1`. Nothing crosses from Python per row."""
+    rowid: Any = literal_column("rowid")
+    log: Any = ChangeLog.__table__
+    rows = select(literal(res.id), rowid + (first - before - 1), literal("I"), table.c[res.key_fields[0]],
+                  bindparam("batch", batch_id, type_=log.c.batch_id.type), bindparam("at", now, type_=log.c.at.type)
+                  ).where(rowid > before).order_by(rowid)
+    done = conn.execute(insert(log).from_select(["resource_id", "seq", "op", "row_key", "batch_id", "at"], rows))
+    if done.rowcount != n:  # cannot happen with SQLite's rowid rule; never log what was not written
+        raise RuntimeError(f"change log of {n} appended rows found {done.rowcount}")
 
 
 def _upsert_chunk(session: Session, res: Resource, stage: Stage, chunk: list[dict[str, Any]],

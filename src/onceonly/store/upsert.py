@@ -8,7 +8,7 @@ stored row; on PostgreSQL the stage is filled by COPY."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, bindparam, text
@@ -220,7 +220,11 @@ class StageFormat:
             col = [r.get(f) for r in rows]
             if self.types[f][0] == "datetime":
                 col = [_as_utc(v) if isinstance(v, datetime) else v for v in col]
-            if proc is not None:
+            if proc is not None and self.types[f][0] == "date":
+                # SQLite stores a date as its ISO text, which is what isoformat() gives (years
+                # 1-9999); anything else (None) goes through the driver's own processor.
+                col = [v.isoformat() if v.__class__ is date else proc(v) for v in col]
+            elif proc is not None:
                 col = [proc(v) for v in col]
             out.append(col)
         return out
