@@ -166,3 +166,33 @@ def test_digests_are_stored_with_the_rows(w: World, tmp_path: Path) -> None:
         table = res.table_name
         assert s.execute(text(f'SELECT COUNT(*) FROM "{table}" WHERE _digest IS NULL')).scalar_one() == 0
     assert [c.op for c in changes(w.db, w.res.id)] == ["I"] * 5
+
+
+def test_claims_in_a_shuffled_chunk_match_the_rule_row_by_row() -> None:
+    """The stored digests are looked up in sorted order; the claims must still be the rule's,
+    row by row in file order: a hit nobody claimed before, first in its chunk; misses, repeats
+    and undigestable rows (0) are checked."""
+    import random
+
+    import numpy as np
+
+    from onceonly.ingest.fastpath import KnownDigests
+
+    rng = random.Random(5)
+    stored = list({rng.randrange(-2**62, 2**62) for _ in range(5000)})
+    known = KnownDigests(np.array(stored, dtype=np.int64))
+    claimed: set[int] = set()
+    number = 0
+    for _ in range(20):
+        chunk = [rng.choice(stored) if rng.random() < 0.6 else rng.choice([0, rng.randrange(-2**62, 2**62)])
+                 for _ in range(300)]
+        numbers = np.arange(number + 1, number + 1 + len(chunk), dtype=np.int64)
+        number += len(chunk)
+        fast = known.claim_unchanged(np.array(chunk, dtype=np.int64), numbers).tolist()
+        expected = []
+        for d in chunk:
+            ok = d != 0 and d in stored and d not in claimed
+            if ok:
+                claimed.add(d)
+            expected.append(ok)
+        assert fast == expected

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -111,7 +112,14 @@ class KnownDigests:
 
     @classmethod
     def load(cls, session: Session, res: Resource) -> KnownDigests:
-        return cls(np.fromiter(store.live_digests(session, res), dtype=np.int64))
+        blocks = [np.fromiter(chain.from_iterable(b), dtype=np.int64, count=len(b))
+                  for b in store.live_digest_blocks(session, res)]
+        digests = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int64)
+        del blocks  # sorted in place: at most two copies alive at any time
+        digests.sort()
+        known = cls(digests[:0])
+        known.sorted, known.claimed = digests, np.zeros(len(digests), dtype=np.int64)
+        return known
 
     def __len__(self) -> int:
         return len(self.sorted)
@@ -119,7 +127,11 @@ class KnownDigests:
     def _positions(self, digests: NDArray[np.int64]) -> tuple[NDArray[np.intp], NDArray[np.bool_]]:
         if not len(self.sorted):
             return np.zeros(len(digests), dtype=np.intp), np.zeros(len(digests), dtype=bool)
-        pos = np.searchsorted(self.sorted, digests)
+        # Looked up in digest order: numpy's binary search then starts from the previous hit,
+        # which on millions of stored digests is several times faster than random order.
+        order = np.argsort(digests)
+        pos = np.empty(len(digests), dtype=np.intp)
+        pos[order] = np.searchsorted(self.sorted, digests[order])
         pos = np.minimum(pos, len(self.sorted) - 1)
         return pos, (self.sorted[pos] == digests) & (digests != 0)
 

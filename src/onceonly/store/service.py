@@ -454,6 +454,13 @@ def delete_missing(session: Session, res: Resource, batch_id: int | None, spare_
 
 def live_digests(session: Session, res: Resource) -> Iterator[int]:
     """The source-row digests of the live rows (streamed)."""
+    for block in live_digest_blocks(session, res):
+        for (d,) in block:
+            yield d
+
+
+def live_digest_blocks(session: Session, res: Resource) -> Iterator[list[tuple[int]]]:
+    """`live_digests` as the driver's blocks of one-tuples (turned into arrays in C)."""
     table = table_for(res)
     conn = session.connection()
     raw = conn.connection.driver_connection
@@ -466,8 +473,7 @@ def live_digests(session: Session, res: Resource) -> Iterator[int]:
     try:
         cur.execute(sql)
         while block := cur.fetchmany(100_000):
-            for (d,) in block:
-                yield d
+            yield block
     finally:
         cur.close()
 
