@@ -85,6 +85,7 @@ def test_record_fields(api: Api) -> None:
 
 @pytest.mark.parametrize(("params", "count"), [
     ({"system": "sys-b"}, B), ({"service": "svc-1"}, A), ({"kind": "staff"}, STAFF), ({"kind": "call"}, A + B),
+    ({"kind": "delivery"}, 0),
     ({"status": 403}, B), ({"system": "sys-a", "status": 403}, 0), ({"system": "nobody"}, 0),
     ({"since": "2000-01-01"}, A + B + STAFF), ({"until": "2000-01-01T00:00:00+08:00"}, 0),
     ({"since": "2999-01-01T00:00:00Z"}, 0),

@@ -4,9 +4,12 @@ values of every field type answered alike by all of them."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import io
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
@@ -14,7 +17,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from exchange_factories import PERSON_ROWS, add_service, fresh
-from test_exchange_data_kit import Plane, audit_head, make_plane, one_audit, problem, rows_of
+from test_exchange_data_kit import BASE, Plane, audit_head, audit_since, make_plane, one_audit, problem, rows_of
 
 from core_factories import fields as all_type_fields
 from core_factories import published, unique
@@ -304,3 +307,59 @@ def test_export_formats_resume_and_incremental(db: Database, p: Plane) -> None:
     problem(p.get(f"/{code}/export", params={"since": str(resume + 4)}), 400, "invalid-request", "since")
     problem(p.get(f"/{code}/export", params={"fields": "phone"}), 403, "field-not-granted", "phone")
     problem(p.get(f"/{code}/export", params={"limit": "5"}), 400, "invalid-request", "limit")
+
+
+def test_an_export_is_audited_twice_the_call_then_what_was_delivered(db: Database, p: Plane) -> None:
+    """The call's record commits before the first byte (rows counted, bytes unknown: 0); when
+    the body has gone out a `delivery` record names that call with the rows and bytes sent."""
+    code = p.code("bulk")
+    before = audit_head(db)
+    full = p.get(f"/{code}/export", params={"format": "jsonl"}, headers={"X-OnceOnly-Purpose": "case-88"})
+    rows = int(full.headers["X-OnceOnly-Records"])
+    call = one_audit(db, before, mode="bulk", status=200, records=rows, bytes=0, purpose="case-88")
+    [delivery] = [r for r in audit_since(db, before) if r.kind == "delivery"]
+    assert delivery.seq > call.seq
+    assert (delivery.service, delivery.mode, delivery.system, delivery.org, delivery.purpose) == (
+        code, "bulk", call.system, call.org, "case-88")
+    assert (delivery.status, delivery.records, delivery.bytes) == (200, rows, len(full.content))
+    assert delivery.detail == {"call": call.seq, "complete": True, "format": "jsonl"}
+    assert delivery.latency_ms is not None and delivery.latency_ms >= (call.latency_ms or 0)
+    assert delivery.request_digest == call.request_digest
+
+
+def test_an_abandoned_export_is_delivered_in_part(db: Database, p: Plane) -> None:
+    """A client that goes away mid-stream: the delivery record says 499 and counts only what
+    went out before (here the header line), recorded off the event loop."""
+    code = p.code("bulk")
+    before = audit_head(db)
+    key = p.key_of(None)
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
+             "method": "GET", "scheme": "http", "path": f"{BASE}/{code}/export",
+             "raw_path": f"{BASE}/{code}/export".encode(), "query_string": b"format=csv", "root_path": "",
+             "headers": [(b"host", b"testserver"), (b"authorization", f"Bearer {key}".encode())],
+             "client": ("127.0.0.1", 50000), "server": ("testserver", 80)}
+    bodies: list[bytes] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.body":
+            if bodies:
+                raise OSError("connection reset by peer")
+            bodies.append(message["body"])  # type: ignore[arg-type]
+
+    async def drive() -> None:
+        with contextlib.suppress(Exception):  # the disconnect surfaces here; the record is what matters
+            await p.http.app(scope, receive, send)  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)  # the dropped stream is closed and its record handed to a thread
+
+    asyncio.run(drive())
+    deadline = time.monotonic() + 10
+    while not (deliveries := [r for r in audit_since(db, before) if r.kind == "delivery"]):
+        assert time.monotonic() < deadline, "no delivery record for the abandoned export"
+        time.sleep(0.05)
+    [delivery] = deliveries
+    call = one_audit(db, before, mode="bulk", status=200)
+    assert (delivery.status, delivery.records, delivery.bytes) == (499, 0, len(bodies[0]))
+    assert delivery.detail == {"call": call.seq, "complete": False, "format": "csv"}

@@ -14,6 +14,7 @@ from core_factories import CLI, add_org, add_user, unique
 from onceonly.accounts.actor import Actor
 from onceonly.audit import append_call
 from onceonly.audit import service as audit_service
+from onceonly.audit.writer import append_delivery
 from onceonly.db import Database
 from onceonly.errors import PermissionDenied, ValidationFailed
 from onceonly.exchange import services as exchange_services
@@ -210,3 +211,35 @@ def test_default_range_and_limits() -> None:
     assert stats.day_range(date(2025, 11, 28), date(2026, 11, 27), today)[0] == date(2025, 11, 28)  # 365 days
     since, until = stats.instants(date(2026, 1, 1), date(2026, 1, 1))
     assert (since, until) == (datetime(2025, 12, 31, 16, tzinfo=UTC), datetime(2026, 1, 1, 16, tzinfo=UTC))
+
+
+def test_export_bytes_come_from_their_delivery_records(db: Database, w: World) -> None:
+    """An export's call record has bytes 0 (written before the body); its delivery record's
+    bytes count for the service, the consumer and the total — but not as a call, nor in the
+    latency percentiles. A delivery whose call fell on another day still counts its bytes."""
+    bulk = w.company_service.code
+    call(db, w, bulk, 200, 12, records=40, nbytes=0, mode="bulk")
+    fields = {"system": w.system.code, "org": w.consumer.code, "service": bulk, "mode": "bulk", "records": 40,
+              "latency_ms": 9000, "ip": "10.0.0.1"}
+    append_delivery(db, call_seq=1, complete=True, nbytes=123_456, **fields)
+    append_delivery(db, call_seq=2, complete=False, nbytes=1_000, **fields)
+    with db.session() as s:
+        out = stats.stats(s, w.consumer_steward, "service")
+        by_consumer = stats.stats(s, w.consumer_steward, "consumer")
+    company = row(out, bulk)
+    assert (company.calls, company.records, company.bytes, company.p50_ms, company.p95_ms) == (1, 40, 124_456, 12, 12)
+    assert (out.total.calls, out.total.bytes) == (1, 124_456)
+    assert row(by_consumer, w.system.code).bytes == 124_456
+
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    entries = [audit_service.entry("delivery", system=w.system.code, org=w.consumer.code, service=w.person_service.code,
+                                   mode="bulk", status=200, records=3, nbytes=77, detail={"call": 1, "complete": True})]
+    with db.session(write=True) as s:
+        audit_service.append(s.connection(), entries, clock=lambda: yesterday)
+    today, day_before = city_today(), city_today() - timedelta(days=1)
+    with db.session() as s:
+        days = stats.stats(s, w.consumer_steward, "day", start=day_before, end=today)
+        person = stats.stats(s, w.consumer_steward, "service", start=day_before, end=today)
+    assert [(r.key, r.calls, r.bytes) for r in days.rows] == [
+        (day_before.isoformat(), 0, 77), (today.isoformat(), 1, 124_456)]
+    assert row(person, w.person_service.code).calls == 0 and row(person, w.person_service.code).bytes == 77

@@ -33,7 +33,7 @@ Since = Annotated[str | None, typer.Option("--since", help="From this time (ISO 
 Until = Annotated[str | None, typer.Option("--until", help="Before this time (ISO 8601; no offset = UTC)")]
 System = Annotated[str | None, typer.Option("--system", help="Caller system code")]
 Service = Annotated[str | None, typer.Option("--service", help="Service code")]
-Kind = Annotated[str | None, typer.Option("--kind", help="call or staff")]
+Kind = Annotated[str | None, typer.Option("--kind", help="call, staff or delivery (the end of an export)")]
 Status = Annotated[int | None, typer.Option("--status", help="HTTP status of the call")]
 
 
@@ -115,8 +115,9 @@ def list_records(
     table = Table("seq", "time (UTC)", "kind", "system / user", "service", "mode / action", "status", "records",
                   "ms", "purpose")
     for r in rows:
-        who = r["system"] if r["kind"] == "call" else r["username"]
-        what = r["mode"] if r["kind"] == "call" else f"{r['action']} {r['target'] or ''}".strip()
+        by_system = r["kind"] in ("call", "delivery")
+        who = r["system"] if by_system else r["username"]
+        what = r["mode"] if by_system else f"{r['action']} {r['target'] or ''}".strip()
         table.add_row(str(r["seq"]), f"{r['time']:%Y-%m-%d %H:%M:%S}", r["kind"], who or "", r["service"] or "",
                       what or "", "" if r["status"] is None else str(r["status"]),
                       "" if r["records"] is None else f"{r['records']:,}",

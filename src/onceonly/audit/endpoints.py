@@ -43,7 +43,7 @@ def audit_filter(
     system: Annotated[str | None, Query(max_length=64, pattern=CODE_PATTERN, description="caller system code")]
     = None,
     service: Annotated[str | None, Query(max_length=64, pattern=CODE_PATTERN, description="service code")] = None,
-    kind: Annotated[Kind | None, Query(description="call or staff")] = None,
+    kind: Annotated[Kind | None, Query(description="call, staff or delivery (the end of an export)")] = None,
     status: Annotated[int | None, Query(ge=100, le=599, description="HTTP status of the call")] = None,
 ) -> AuditFilter:
     since, until = _utc(since, "since"), _utc(until, "until")

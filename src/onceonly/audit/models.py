@@ -18,7 +18,8 @@ GENESIS = "0" * 64  # prev_hash of the first record
 
 
 class AuditRecord(Base):
-    """One audited event: an exchange call (kind "call") or a staff action (kind "staff").
+    """One audited event: an exchange call (kind "call"), a staff action (kind "staff"), or the end
+    of a streamed export (kind "delivery": what was actually sent, after the call's record).
 
     `hash` = SM3 of the canonical form of every other column including `prev_hash` (see
     canonical.py and docs/audit.md); `seq` is gapless and assigned under the head lock."""

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-Kind = Literal["call", "staff"]
+Kind = Literal["call", "staff", "delivery"]
 ProblemKind = Literal["altered", "reordered", "deleted", "checkpoint", "anchor", "head"]
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$"
 

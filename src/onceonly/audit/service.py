@@ -23,7 +23,7 @@ from onceonly.audit.models import AuditAnchor, AuditCheckpoint, AuditHead, Audit
 from onceonly.db import utcnow
 from onceonly.errors import ConfigError, Conflict, PlatformError, ValidationFailed
 
-KINDS = ("call", "staff")
+KINDS = ("call", "staff", "delivery")
 MIN_RETENTION_DAYS = 180  # also hard-coded in the prune guard trigger of migration 0003
 _records = AuditRecord.metadata.tables["audit_records"]
 _head = AuditHead.metadata.tables["audit_head"]

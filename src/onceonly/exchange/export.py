@@ -11,28 +11,36 @@ Transactions (kept short where they write, see calls.py): authentication; `autho
 call counted for the rate limit); a read-only snapshot that counts the rows and then streams
 them; between the two, `record_usage` for the count (429 if it would pass the quota) and the
 audit record, committed before the first byte goes out. The body's size is not known then:
-the record carries the row count, and `bytes` 0."""
+that record carries the row count, and `bytes` 0. When the stream ends — complete, or cut off
+because the client went away — a `delivery` record follows with the rows and bytes actually
+sent and the whole time taken (status 200, or 499 when cut off), naming the call's record."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 
+from onceonly.audit.writer import append_delivery
 from onceonly.catalog.models import Resource
 from onceonly.exchange.calls import QUOTA_HEADER, Context
 from onceonly.exchange.changes import check_since, parse_since
 from onceonly.exchange.data_errors import RequestInvalid
 from onceonly.exchange.enforcement import Permit, record_usage
 from onceonly.exchange.export_formats import CONTENT_TYPES, Writer, writer_for
+from onceonly.exchange.metrics import observe_bytes
 from onceonly.exchange.projection import Params, narrow, parse_fields, resource_of, single
 from onceonly.store import reading
 
 RESUME_HEADER = "X-OnceOnly-Resume-Seq"
 RECORDS_HEADER = "X-OnceOnly-Records"
 PARAMS = ("format", "since", "bom", "fields")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,23 +79,66 @@ def _writer(res: Resource, shown: Permit, req: ExportRequest) -> Writer:
     return writer_for(req.format, columns, kinds, masks, req.bom)
 
 
-def _stream(read: Session, res: Resource, shown: Permit, req: ExportRequest, head: int) -> Iterator[bytes]:
-    """The body, a chunk at a time; closes the snapshot when done or abandoned."""
+@dataclass
+class _Sent:
+    rows: int = 0
+    bytes: int = 0
+    complete: bool = False
+
+
+def _stream(read: Session, res: Resource, shown: Permit, req: ExportRequest, head: int,
+            ctx: Context, call_seq: int) -> Iterator[bytes]:
+    """The body, a chunk at a time; closes the snapshot when done or abandoned, then audits what
+    was sent (`append_delivery`). A chunk counts as sent once the server asks for the next one:
+    the response hands a chunk over before it asks again."""
+    sent = _Sent()
+    waiting = 0  # rows whose bytes have not gone out yet (parquet buffers a row group)
     try:
         writer = _writer(res, shown, req)
-        yield writer.header()
+        header = writer.header()
+        yield header
+        sent.bytes += len(header)
         chunks = (reading.stream_changed(read, res, shown.fields, req.since, head, shown.row_filter)
                   if req.since is not None else reading.stream_live(read, res, shown.fields, shown.row_filter))
         for rows in chunks:
             data = writer.rows(rows)
+            waiting += len(rows)
             del rows  # let the chunk go before the next is fetched
             if data:
                 yield data
+                sent.bytes, sent.rows, waiting = sent.bytes + len(data), sent.rows + waiting, 0
             del data
-        yield writer.close()
+        tail = writer.close()
+        yield tail
+        sent.bytes, sent.rows = sent.bytes + len(tail), sent.rows + waiting
+        sent.complete = True
     finally:
         read.rollback()
         read.close()
+        _delivered(ctx, call_seq, req, sent)
+
+
+def _delivered(ctx: Context, call_seq: int, req: ExportRequest, sent: _Sent) -> None:
+    """The delivery record. A stream the client abandoned is closed wherever its generator is
+    dropped, which may be the event loop's thread: the blocking append then goes to a thread."""
+    fields = ctx.fields(status=200, records=sent.rows, nbytes=sent.bytes, detail={"format": req.format})
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        _record_delivery(ctx, call_seq, sent, fields)
+    else:
+        loop.run_in_executor(None, _record_delivery, ctx, call_seq, sent, fields)
+
+
+def _record_delivery(ctx: Context, call_seq: int, sent: _Sent, fields: dict[str, Any]) -> None:
+    """The answer has gone out already, so a failure to record it is logged rather than raised
+    (the call's own record stands)."""
+    try:
+        append_delivery(ctx.db, call_seq=call_seq, complete=sent.complete, **fields)
+    except Exception:  # after the response: nothing to answer the client with
+        log.exception("the delivery record of export call %s could not be written", call_seq)
+        return
+    observe_bytes(ctx.call.service, ctx.call.mode, sent.bytes)
 
 
 def start(ctx: Context, params: Params) -> Response:
@@ -109,7 +160,7 @@ def start(ctx: Context, params: Params) -> Response:
             count = reading.count_live(read, res, permit.row_filter)
         with db.session(write=True) as session:
             total = record_usage(session, permit, count)
-            ctx.audit(status=200, records=count, detail={"fields": list(shown.fields), "format": req.format,
+            call_seq = ctx.audit(status=200, records=count, detail={"fields": list(shown.fields), "format": req.format,
                                                          "since": req.since, "resume_seq": head}, session=session)
         ctx.audited = True  # committed with the count
     except BaseException:
@@ -119,5 +170,5 @@ def start(ctx: Context, params: Params) -> Response:
     headers = {RESUME_HEADER: str(head), RECORDS_HEADER: str(count),
                QUOTA_HEADER: str(max(0, permit.daily_quota - total)),
                "Content-Disposition": f'attachment; filename="{name}.{req.format}"'}
-    return StreamingResponse(_stream(read, res, shown, req, head), media_type=CONTENT_TYPES[req.format],
+    return StreamingResponse(_stream(read, res, shown, req, head, ctx, call_seq), media_type=CONTENT_TYPES[req.format],
                              headers=headers)

@@ -72,3 +72,9 @@ def observe_call(service: str, mode: str, status: int, records: int, nbytes: int
     if nbytes > 0:
         BYTES.labels(label, mode).inc(nbytes)
     LATENCY.labels(label, mode).observe(max(0.0, float(latency_ms)) / 1000)
+
+
+def observe_bytes(service: str, mode: str, nbytes: int) -> None:
+    """Count bytes sent after a call was counted (a streamed export's body, see export.py)."""
+    if nbytes > 0:
+        BYTES.labels(_service_label(service), mode if mode in CALL_MODES else "other").inc(nbytes)

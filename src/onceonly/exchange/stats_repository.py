@@ -11,7 +11,7 @@ both databases agree to the millisecond. The range filter uses the audit log's i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -81,15 +81,11 @@ def _key(session: Session, group: str | None) -> ColumnElement[Any] | None:
 def aggregates(session: Session, since: datetime, until: datetime, group: str | None, *,
                scope: Scope | None = None, limit: int | None = None) -> list[Aggregate]:
     """Calls, failures (status ≥ 400), records, bytes, latency sum and p50/p95 per group key
-    (one row with key None when `group` is None) for calls with since ≤ at < until."""
+    (one row with key None when `group` is None) for calls with since ≤ at < until. Bytes include
+    the bodies of exports, which their `delivery` records count (a call's own record cannot)."""
     key = _key(session, group)
     latency = func.coalesce(_a.c.latency_ms, 0)
-    source: FromClause = _a
-    if group == "provider" or scope is not None:
-        source = _a.outerjoin(_svc, _svc.c.code == _a.c.service).outerjoin(_prov, _prov.c.id == _svc.c.provider_org_id)
-    where: list[ColumnElement[bool]] = [_a.c.kind == "call", _a.c.at >= since, _a.c.at < until]
-    if scope is not None:
-        where.append(or_(_a.c.org == scope.org_code, _svc.c.provider_org_id == scope.org_id))
+    source, where = _source(group, scope, "call", since, until)
     calls = select(
         (key if key is not None else literal(None)).label("k"),
         case((func.coalesce(_a.c.status, 0) >= 400, 1), else_=0).label("failed"),
@@ -124,15 +120,52 @@ def aggregates(session: Session, since: datetime, until: datetime, group: str | 
         stmt = stmt.limit(limit)
     out = []
     for row in session.execute(stmt):
-        k = row.k
-        if isinstance(k, date):
-            k = k.isoformat()
-        out.append(Aggregate(key=None if k is None else str(k), calls=int(row.calls), failed=int(row.failed or 0),
+        out.append(Aggregate(key=_key_text(row.k), calls=int(row.calls), failed=int(row.failed or 0),
                              records=int(row.records or 0), bytes=int(row.nbytes or 0),
                              latency_sum=int(row.latency_sum or 0),
                              p50=None if row.p50 is None else int(row.p50),
                              p95=None if row.p95 is None else int(row.p95)))
-    return out
+    return _with_delivered(out, _delivered_bytes(session, since, until, group, scope), limit)
+
+
+def _source(group: str | None, scope: Scope | None, kind: str, since: datetime, until: datetime
+            ) -> tuple[FromClause, list[ColumnElement[bool]]]:
+    source: FromClause = _a
+    if group == "provider" or scope is not None:
+        source = _a.outerjoin(_svc, _svc.c.code == _a.c.service).outerjoin(_prov, _prov.c.id == _svc.c.provider_org_id)
+    where: list[ColumnElement[bool]] = [_a.c.kind == kind, _a.c.at >= since, _a.c.at < until]
+    if scope is not None:
+        where.append(or_(_a.c.org == scope.org_code, _svc.c.provider_org_id == scope.org_id))
+    return source, where
+
+
+def _key_text(k: Any) -> str | None:
+    if isinstance(k, date):
+        k = k.isoformat()
+    return None if k is None else str(k)
+
+
+def _delivered_bytes(session: Session, since: datetime, until: datetime, group: str | None,
+                     scope: Scope | None) -> dict[str | None, int]:
+    """Export bytes per group key, from the delivery records in the range."""
+    key = _key(session, group)
+    source, where = _source(group, scope, "delivery", since, until)
+    k = (key if key is not None else literal(None)).label("k")
+    stmt = select(k, func.sum(func.coalesce(_a.c.bytes, 0)).label("nbytes")).select_from(source).where(*where)
+    stmt = stmt.group_by(k) if key is not None else stmt
+    return {_key_text(row.k): int(row.nbytes or 0) for row in session.execute(stmt) if row.nbytes}
+
+
+def _with_delivered(out: list[Aggregate], delivered: dict[str | None, int], limit: int | None) -> list[Aggregate]:
+    """`out` with each group's export bytes added; a group with deliveries but no call in the
+    range (an export that ended after midnight) gets a row of its own unless `limit` cut the list."""
+    if not delivered:
+        return out
+    merged = [replace(a, bytes=a.bytes + delivered.pop(a.key, 0)) for a in out]
+    if limit is None or len(merged) < limit:
+        merged += [Aggregate(key=k, calls=0, failed=0, records=0, bytes=n, latency_sum=0, p50=None, p95=None)
+                   for k, n in delivered.items()]
+    return merged
 
 
 # -- labels of group keys ----------------------------------------------------------------------
