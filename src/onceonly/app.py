@@ -181,6 +181,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.db = db
     app.state.secret = settings.ensure_secret()
     _install_errors(app)
+    from onceonly.ingest.upload_limit import UploadLimit
+
+    app.add_middleware(UploadLimit, max_bytes=settings.ingest_max_upload_mb << 20)
     registry = _install_metrics(app)
     from onceonly.exchange.metrics import register as register_exchange_metrics
 

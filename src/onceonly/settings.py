@@ -77,6 +77,9 @@ class Settings(BaseSettings):
         default=-1, ge=-1, le=64,
         description="processes checking rows beside the writer; -1: automatic (files of 32 MiB and more get one "
                     "less than the CPUs, at most 4), 0: check in the writing process")
+    ingest_max_upload_mb: int = Field(
+        default=4096, ge=1, le=1 << 20,
+        description="largest file the upload API and page accept, in MiB (larger: 413; `onceonly ingest` has no limit)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     audit_retention_days: int = Field(
         default=180, description="audit records older than this may be pruned (`onceonly audit prune`); at least 180")

@@ -265,3 +265,48 @@ def test_safe_file_name() -> None:
         assert safe_file_name(name) == "upload"
     long = safe_file_name("长" * 300 + ".jsonl")
     assert long.endswith("长.jsonl") and len(long.encode()) <= MAX_NAME_BYTES
+
+
+def test_uploads_above_the_limit_are_refused_before_they_land(db: Database, org: Organization, res: Resource) -> None:
+    """ONCEONLY_INGEST_MAX_UPLOAD_MB: a larger upload is 413 naming the limit, whether its size
+    is declared or only counted as it streams; no batch is started and nothing stays on disk.
+    A file under the limit goes through as usual; the web page gets the same refusal as a page."""
+    from fastapi.testclient import TestClient
+
+    from onceonly.app import create_app
+
+    client = TestClient(create_app(db.settings.model_copy(update={"ingest_max_upload_mb": 1}), db))
+    headers = api_auth = make_api(db).auth("steward", org.code)
+    uploads_dir = db.settings.home / "uploads"
+    before = set(uploads_dir.iterdir()) if uploads_dir.exists() else set()
+    big = csv_text(PERSON_HEADER, person_rows(40)).encode() + b"#" * (2 << 20)
+    url = f"/api/v1/resources/{res.code}/batches"
+
+    declared = client.post(url, headers=headers, files={"file": ("big.csv", big, "text/csv")})
+    body = assert_problem(declared, 413, "file")
+    assert "1 MB" in body["detail"]
+
+    def chunks() -> Iterator[bytes]:
+        boundary = b"--xyz\r\n"
+        yield boundary + b'Content-Disposition: form-data; name="file"; filename="big.csv"\r\n'
+        yield b"Content-Type: text/csv\r\n\r\n"
+        for i in range(0, len(big), 64 << 10):
+            yield big[i:i + (64 << 10)]
+        yield b"\r\n--xyz--\r\n"
+
+    streamed = client.post(url, headers={**headers, "Content-Type": "multipart/form-data; boundary=xyz"},
+                           content=chunks())
+    assert "content-length" not in {k.lower() for k in streamed.request.headers}
+    assert_problem(streamed, 413, "file")
+
+    page = client.post(f"/catalog/resources/{res.code}/upload", files={"file": ("big.csv", big, "text/csv")})
+    assert page.status_code == 413 and page.headers["content-type"].startswith("text/html")
+    assert "文件过大" in page.text and "1 MB" in page.text
+
+    assert client.get(f"/api/v1/resources/{res.code}/batches", headers=api_auth).json() == []
+    after = set(uploads_dir.iterdir()) if uploads_dir.exists() else set()
+    assert after == before, "no upload left on disk"
+    small = client.post(url, headers=headers, files={"file": ("ok.csv", csv_text(PERSON_HEADER, person_rows(3)),
+                                                                     "text/csv")})
+    assert small.status_code == 202, small.text
+    client.close()
