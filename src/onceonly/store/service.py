@@ -17,6 +17,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from onceonly.catalog.models import Resource
 from onceonly.db import utcnow
 from onceonly.errors import Conflict
+from onceonly.store import copy_text
 from onceonly.store.models import ChangeLog
 from onceonly.store.tables import forget, table_for, table_name_for
 from onceonly.store.upsert import Stage, StageFormat, Veto, key_text, key_texts, prepare
@@ -291,9 +292,14 @@ def bulk_insert_columns(conn: Connection, table: Any, columns: list[str], values
     if conn.dialect.name == "postgresql":
         raw = conn.connection.driver_connection
         assert raw is not None
+        n = len(columns)
+        texts = [copy_text.column_text(col, constant=i >= n - constants) for i, col in enumerate(values)]
         with raw.cursor() as cur, cur.copy(f"COPY {preparer.quote(table.name)} ({names}) FROM STDIN") as copy:
-            for row in zip(*values, strict=True):
-                copy.write_row(row)
+            if all(t is not None for t in texts):  # whole columns as text: see store/copy_text.py
+                copy.write(copy_text.block(texts))  # type: ignore[arg-type]
+            else:
+                for row in zip(*values, strict=True):
+                    copy.write_row(row)
         return
     procs = [table.c[c].type._cached_bind_processor(conn.dialect) for c in columns]
     if converted:  # the leading columns are driver-ready; trailing `constants` (one value each) are not

@@ -181,6 +181,13 @@ def _columns(rows: Sequence[Mapping[str, Any]], ords: list[int], present: list[s
     return present, [ords, *cols.values(), key_texts([cols[k] for k in keys]), digest_col]
 
 
+def _copy_text_of(kind: str) -> Any:
+    """The COPY text conversion of a field type's values (None: strings are text already)."""
+    from onceonly.store.copy_text import text_of
+
+    return None if kind == "string" else text_of
+
+
 class StageFormat:
     """Turns typed rows into stage columns in the form the database driver takes — the same
     conversion `bulk_insert_columns` applies — so it can run in another process (ingest's
@@ -203,8 +210,8 @@ class StageFormat:
 
             from onceonly.store.tables import column_type
 
-            if self.dialect == "postgresql":  # COPY adapts Python values itself
-                self._procs = [None] * len(self.present)
+            if self.dialect == "postgresql":  # COPY text (store/copy_text.py), made here in the worker
+                self._procs = [_copy_text_of(t) for t, _ in (self.types[f] for f in self.present)]
             else:
                 from sqlalchemy.dialects import sqlite
 
