@@ -94,7 +94,7 @@ def test_change_log_is_for_the_providers_staff_and_each_read_is_recorded(api: Ap
 def _browser_session(api: Api) -> tuple[str, str]:
     """A signed-in web session cookie for a fresh platform admin."""
     password = generate_password()
-    with api.db.session() as s:
+    with api.db.session(write=True) as s:
         user, _ = accounts.create_user(s, accounts_actor(), unique("web"), "platform_admin", None,
                                        password=password)
         token = accounts.start_web_session(s, user, "127.0.0.1")
@@ -122,7 +122,7 @@ def test_cookie_authenticated_api_writes_need_the_csrf_token(api: Api) -> None:
 
 def test_change_own_password(api: Api) -> None:
     password = generate_password()
-    with api.db.session() as s:
+    with api.db.session(write=True) as s:
         user, _ = accounts.create_user(s, accounts_actor(), unique("me"), "auditor", None, password=password)
         _, token = accounts.create_api_token(s, accounts_actor(), user, "t")
     headers = {"Authorization": f"Bearer {token}"}
@@ -141,13 +141,13 @@ def test_change_own_password(api: Api) -> None:
 
 
 def test_reset_by_security_admin_ends_sessions_and_revokes_tokens(api: Api) -> None:
-    with api.db.session() as s:
+    with api.db.session(write=True) as s:
         user, _ = accounts.create_user(s, accounts_actor(), unique("u"), "auditor", None)
         _, token = accounts.create_api_token(s, accounts_actor(), user, "t")
         cookie = accounts.start_web_session(s, user, None)
     headers = {"Authorization": f"Bearer {token}"}
     assert api.client.get("/api/v1/me", headers=headers).status_code == 200
-    with api.db.session() as s:
+    with api.db.session(write=True) as s:
         accounts.set_password(s, accounts_actor(), accounts.get_user(s, user.username), generate_password())
     assert_problem(api.client.get("/api/v1/me", headers=headers), 401)
     with api.db.session() as s:

@@ -79,7 +79,7 @@ def count_resources(db: Database) -> int:
 
 def filled(db: Database, tmp_path: Path, *overrides: dict[str, Any]) -> tuple[Path, list[Resource]]:
     """A template written from new resources (one per overrides dict)."""
-    with db.session() as s:
+    with db.session(write=True) as s:  # the app of the HTTP test may write meanwhile (SQLite)
         org = new_org(s)
         made = [service.create_resource(s, CLI, rich_spec(org, unique("ent"), **o)) for o in overrides or ({},)]
         path = tmp_path / "filled.xlsx"

@@ -67,7 +67,7 @@ def test_unknown_user_and_empty_form(client: TestClient) -> None:
 
 
 def test_lockout_after_five_failures_shows_the_lock_message(client: TestClient, seed: Seed) -> None:
-    with seed.db.session() as s:
+    with seed.db.session(write=True) as s:
         _, password = create_user(s, Actor.cli(), "locky", "auditor", None)
     for _ in range(seed.settings.max_failed_logins):
         assert sign_in(client, "locky", "not-it").status_code == 401

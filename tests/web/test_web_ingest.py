@@ -47,7 +47,7 @@ class People:
 @pytest.fixture(scope="module")
 def people(seed: Seed) -> People:
     cli = Actor.cli()
-    with seed.db.session() as s:
+    with seed.db.session(write=True) as s:
         org = orgs.get_org(s, seed.org_code).id
         org2 = orgs.get_org(s, seed.org2_code).id
         _, p1 = create_user(s, cli, "steward1", "steward", org)
@@ -297,7 +297,7 @@ def test_unmapped_columns_are_reported(steward: TestClient, seed: Seed) -> None:
 
 def test_a_running_batch_is_polled_until_it_finishes(steward: TestClient, seed: Seed,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    with seed.db.session() as s:
+    with seed.db.session(write=True) as s:
         actor = Actor(user_id=None, username="steward1", role="platform_admin")
         batch = ingest.start_batch(s, actor, seed.resource_id, "big.csv", 10_000, IngestOptions())
     live: dict[str, Any] = {"read": 5000, "bytes": 10_000, "position": 4000, "status": "running"}
