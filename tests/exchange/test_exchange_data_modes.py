@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import gc
 import io
 import json
 import time
@@ -309,6 +310,15 @@ def test_export_formats_resume_and_incremental(db: Database, p: Plane) -> None:
     problem(p.get(f"/{code}/export", params={"limit": "5"}), 400, "invalid-request", "limit")
 
 
+def _deliveries(db: Database, before: int) -> list[Any]:
+    """The delivery records after `before`, once there is one (they are queued, not awaited)."""
+    deadline = time.monotonic() + 10
+    while not (found := [r for r in audit_since(db, before) if r.kind == "delivery"]):
+        assert time.monotonic() < deadline, "no delivery record"
+        time.sleep(0.02)
+    return found
+
+
 def test_an_export_is_audited_twice_the_call_then_what_was_delivered(db: Database, p: Plane) -> None:
     """The call's record commits before the first byte (rows counted, bytes unknown: 0); when
     the body has gone out a `delivery` record names that call with the rows and bytes sent."""
@@ -317,7 +327,7 @@ def test_an_export_is_audited_twice_the_call_then_what_was_delivered(db: Databas
     full = p.get(f"/{code}/export", params={"format": "jsonl"}, headers={"X-OnceOnly-Purpose": "case-88"})
     rows = int(full.headers["X-OnceOnly-Records"])
     call = one_audit(db, before, mode="bulk", status=200, records=rows, bytes=0, purpose="case-88")
-    [delivery] = [r for r in audit_since(db, before) if r.kind == "delivery"]
+    [delivery] = _deliveries(db, before)
     assert delivery.seq > call.seq
     assert (delivery.service, delivery.mode, delivery.system, delivery.org, delivery.purpose) == (
         code, "bulk", call.system, call.org, "case-88")
@@ -329,7 +339,8 @@ def test_an_export_is_audited_twice_the_call_then_what_was_delivered(db: Databas
 
 def test_an_abandoned_export_is_delivered_in_part(db: Database, p: Plane) -> None:
     """A client that goes away mid-stream: the delivery record says 499 and counts only what
-    went out before (here the header line), recorded off the event loop."""
+    went out before (here the header line) — written when the response ends, not whenever the
+    garbage collector gets to the abandoned body."""
     code = p.code("bulk")
     before = audit_head(db)
     key = p.key_of(None)
@@ -352,14 +363,32 @@ def test_an_abandoned_export_is_delivered_in_part(db: Database, p: Plane) -> Non
     async def drive() -> None:
         with contextlib.suppress(Exception):  # the disconnect surfaces here; the record is what matters
             await p.http.app(scope, receive, send)  # type: ignore[arg-type]
-        await asyncio.sleep(0.05)  # the dropped stream is closed and its record handed to a thread
 
-    asyncio.run(drive())
-    deadline = time.monotonic() + 10
-    while not (deliveries := [r for r in audit_since(db, before) if r.kind == "delivery"]):
-        assert time.monotonic() < deadline, "no delivery record for the abandoned export"
-        time.sleep(0.05)
-    [delivery] = deliveries
+    gc.disable()  # the record must not depend on a collection reaching the dropped body
+    try:
+        asyncio.run(drive())
+        [delivery] = _deliveries(db, before)
+    finally:
+        gc.enable()
     call = one_audit(db, before, mode="bulk", status=200)
     assert (delivery.status, delivery.records, delivery.bytes) == (499, 0, len(bodies[0]))
     assert delivery.detail == {"call": call.seq, "complete": False, "format": "csv"}
+
+
+def test_an_export_that_fails_mid_stream_is_delivered_as_500(db: Database, p: Plane,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server, not the client, cut the stream short: the delivery record says 500."""
+    from onceonly.exchange import export
+
+    def broken(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        raise RuntimeError("the disk went away")
+        yield  # a generator, like the real one
+
+    monkeypatch.setattr(export.reading, "stream_live", broken)
+    code = p.code("bulk")
+    before = audit_head(db)
+    with pytest.raises(RuntimeError, match="disk went away"):
+        p.get(f"/{code}/export")
+    [delivery] = _deliveries(db, before)
+    assert (delivery.status, delivery.records) == (500, 0)
+    assert delivery.detail["complete"] is False

@@ -221,8 +221,8 @@ def test_export_bytes_come_from_their_delivery_records(db: Database, w: World) -
     call(db, w, bulk, 200, 12, records=40, nbytes=0, mode="bulk")
     fields = {"system": w.system.code, "org": w.consumer.code, "service": bulk, "mode": "bulk", "records": 40,
               "latency_ms": 9000, "ip": "10.0.0.1"}
-    append_delivery(db, call_seq=1, complete=True, nbytes=123_456, **fields)
-    append_delivery(db, call_seq=2, complete=False, nbytes=1_000, **fields)
+    append_delivery(db, call_seq=1, status=200, nbytes=123_456, **fields)
+    append_delivery(db, call_seq=2, status=499, nbytes=1_000, **fields)
     with db.session() as s:
         out = stats.stats(s, w.consumer_steward, "service")
         by_consumer = stats.stats(s, w.consumer_steward, "consumer")
@@ -243,3 +243,6 @@ def test_export_bytes_come_from_their_delivery_records(db: Database, w: World) -
     assert [(r.key, r.calls, r.bytes) for r in days.rows] == [
         (day_before.isoformat(), 0, 77), (today.isoformat(), 1, 124_456)]
     assert row(person, w.person_service.code).calls == 0 and row(person, w.person_service.code).bytes == 77
+    with db.session() as s:
+        top = stats.stats(s, w.consumer_steward, "service", start=day_before, end=today, limit=1)
+    assert [r.key for r in top.rows] == [bulk], "a delivery-only group never pushes past the limit"

@@ -41,7 +41,7 @@ from ingest_factories import (
     write_xlsx,
 )
 
-from core_factories import CLI, add_user
+from core_factories import CLI, add_user, unique
 from onceonly.catalog import codelists
 from onceonly.catalog.models import Organization
 from onceonly.catalog.schemas import MappingEntry, MappingIn
@@ -670,3 +670,20 @@ def test_quarantine_listing_keeps_rows_sharing_a_row_number(w: World, tmp_path: 
         text = "".join(rejections_csv(s, again.id))
     assert listed == [f"人{i}" for i in range(5)]
     assert text.count("\n") == 6
+
+
+@pytest.mark.parametrize("key", ["code", "rowid"])
+def test_a_field_named_rowid_does_not_confuse_the_initial_load(db: Database, org: Organization, tmp_path: Path,
+                                                               key: str) -> None:
+    """SQLite lets a column named `rowid` hide the row id the initial load's change log counts
+    on; a field may be called that, as a key or not."""
+    other = "rowid" if key == "code" else "code"
+    fields = [{"name": key, "title": "编码", "type": "string", "length": 20},
+              {"name": other, "title": "序号", "type": "integer" if other == "rowid" else "string"}]
+    res = simple_resource(db, org, name=unique("rowid"), key_fields=[key], query_fields=[], fields=fields)
+    rows = [[f"K{i:03d}", str(100 - i) if other == "rowid" else f"V{i}"] for i in (5, 1, 9, 3)]
+    report = ingest(db, res.code, write_csv(tmp_path / "r.csv", [key, other], rows))
+    assert (report.inserted, report.rejected) == (4, 0), report.rejections
+    log = changes(db, res.id)
+    assert [(c.op, c.key) for c in log] == [("I", r[0]) for r in rows]
+    assert [c.seq for c in log] == list(range(log[0].seq, log[0].seq + 4))

@@ -36,6 +36,7 @@ def test_bulk_allocations_pause_the_collector_and_restore_it() -> None:
     from onceonly.kit.memory import BULK_GC_THRESHOLD, bulk_allocations
 
     before = gc.get_threshold()
+    gc.unfreeze()  # a clean start: nothing frozen by anyone else
     frozen_before = gc.get_freeze_count()
     with bulk_allocations():
         assert gc.get_threshold()[0] >= BULK_GC_THRESHOLD
@@ -62,3 +63,19 @@ def test_bulk_allocations_restore_after_an_error() -> None:
     with pytest.raises(RuntimeError), bulk_allocations():
         raise RuntimeError("the load failed")
     assert gc.get_threshold() == before
+
+
+def test_bulk_allocations_leave_someone_elses_freeze_alone() -> None:
+    """A process that froze its heap itself (before forking workers, say) keeps it frozen."""
+    import gc
+
+    from onceonly.kit.memory import bulk_allocations
+
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with bulk_allocations():
+            assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()

@@ -309,13 +309,13 @@ def append_call(db: Database, *, system: str, org: str | None, service: str, mod
     return writer.append(content, step=step)
 
 
-def append_delivery(db: Database, *, call_seq: int, complete: bool, **fields: Any) -> int:
+def append_delivery(db: Database, *, call_seq: int, status: int, **fields: Any) -> int:
     """Audit the end of a streamed answer (an export) whose call is on record as `call_seq`: the
     rows and bytes actually sent and the whole time taken, which the call's record, committed
-    before the first byte, could not know. `complete`: the stream reached its end (status 200);
-    else the client went away (499). Blocking, like `append_call`."""
-    detail = {**dict(fields.pop("detail", None) or {}), "call": call_seq, "complete": complete}
-    content = entry("delivery", **{**fields, "status": 200 if complete else 499, "detail": detail})
+    before the first byte, could not know. `status`: 200 the stream reached its end, 499 the
+    client went away, 500 the server could not go on. Blocking, like `append_call`."""
+    detail = {**dict(fields.pop("detail", None) or {}), "call": call_seq, "complete": status == 200}
+    content = entry("delivery", **{**fields, "status": status, "detail": detail})
     return writer_for(db).append(content)
 
 

@@ -11,20 +11,23 @@ Transactions (kept short where they write, see calls.py): authentication; `autho
 call counted for the rate limit); a read-only snapshot that counts the rows and then streams
 them; between the two, `record_usage` for the count (429 if it would pass the quota) and the
 audit record, committed before the first byte goes out. The body's size is not known then:
-that record carries the row count, and `bytes` 0. When the stream ends — complete, or cut off
-because the client went away — a `delivery` record follows with the rows and bytes actually
-sent and the whole time taken (status 200, or 499 when cut off), naming the call's record."""
+that record carries the row count, and `bytes` 0. When the response ends, however it ends, a
+`delivery` record follows (queued, not awaited) with the rows and bytes actually sent and the
+whole time taken — status 200 complete, 499 the client went away, 500 the server failed
+mid-stream — naming the call's record."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
+from starlette.types import Receive, Scope, Send
 
 from onceonly.audit.writer import append_delivery
 from onceonly.catalog.models import Resource
@@ -81,17 +84,22 @@ def _writer(res: Resource, shown: Permit, req: ExportRequest) -> Writer:
 
 @dataclass
 class _Sent:
+    """What went out: rows and bytes handed to the server, and how the stream ended."""
+
     rows: int = 0
     bytes: int = 0
     complete: bool = False
+    failed: bool = False  # the server could not go on (a database error mid-stream)
+
+    @property
+    def status(self) -> int:
+        return 200 if self.complete else 500 if self.failed else 499
 
 
-def _stream(read: Session, res: Resource, shown: Permit, req: ExportRequest, head: int,
-            ctx: Context, call_seq: int) -> Iterator[bytes]:
-    """The body, a chunk at a time; closes the snapshot when done or abandoned, then audits what
-    was sent (`append_delivery`). A chunk counts as sent once the server asks for the next one:
-    the response hands a chunk over before it asks again."""
-    sent = _Sent()
+def _stream(read: Session, res: Resource, shown: Permit, req: ExportRequest, head: int, sent: _Sent
+            ) -> Iterator[bytes]:
+    """The body, a chunk at a time. A chunk counts as sent once the server asks for the next one:
+    the response hands a chunk over before it asks again. Cleaning up is `_ExportResponse`'s."""
     waiting = 0  # rows whose bytes have not gone out yet (parquet buffers a row group)
     try:
         writer = _writer(res, shown, req)
@@ -112,29 +120,57 @@ def _stream(read: Session, res: Resource, shown: Permit, req: ExportRequest, hea
         yield tail
         sent.bytes, sent.rows = sent.bytes + len(tail), sent.rows + waiting
         sent.complete = True
-    finally:
-        read.rollback()
-        read.close()
-        _delivered(ctx, call_seq, req, sent)
+    except Exception:
+        sent.failed = True
+        raise
 
 
-def _delivered(ctx: Context, call_seq: int, req: ExportRequest, sent: _Sent) -> None:
-    """The delivery record. A stream the client abandoned is closed wherever its generator is
-    dropped, which may be the event loop's thread: the blocking append then goes to a thread."""
-    fields = ctx.fields(status=200, records=sent.rows, nbytes=sent.bytes, detail={"format": req.format})
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        _record_delivery(ctx, call_seq, sent, fields)
-    else:
-        loop.run_in_executor(None, _record_delivery, ctx, call_seq, sent, fields)
+class _ExportResponse(StreamingResponse):
+    """A streamed export that ends deterministically: however the response ends (complete, the
+    client gone, an error), the body is closed, the snapshot released and the delivery recorded,
+    in a worker thread. Left to itself, an abandoned body would wait for the garbage collector
+    and run its cleanup in whatever thread that happened in."""
+
+    def __init__(self, body: Iterator[bytes], finish: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(body, **kwargs)
+        self._body, self._finish = body, finish
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._close)
+
+    def _close(self) -> None:
+        close = getattr(self._body, "close", None)
+        if close is not None:
+            close()
+        self._finish()
+
+
+_deliveries = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-delivery")
+
+
+def _finisher(read: Session, ctx: Context, call_seq: int, req: ExportRequest, sent: _Sent) -> Callable[[], None]:
+    def finish() -> None:
+        try:
+            read.rollback()
+            read.close()
+        finally:
+            fields = ctx.fields(status=sent.status, records=sent.rows, nbytes=sent.bytes,
+                                detail={"format": req.format})
+            # Queued, not awaited: the answer is out already, and its end must not wait for a
+            # commit (on SQLite another writer may hold the lock for a while).
+            _deliveries.submit(_record_delivery, ctx, call_seq, sent, fields)
+    return finish
 
 
 def _record_delivery(ctx: Context, call_seq: int, sent: _Sent, fields: dict[str, Any]) -> None:
-    """The answer has gone out already, so a failure to record it is logged rather than raised
-    (the call's own record stands)."""
+    """The delivery record (`append_delivery`). The answer has gone out already, so a failure
+    to record it is logged rather than raised (the call's own record stands)."""
     try:
-        append_delivery(ctx.db, call_seq=call_seq, complete=sent.complete, **fields)
+        append_delivery(ctx.db, call_seq=call_seq, **fields)
     except Exception:  # after the response: nothing to answer the client with
         log.exception("the delivery record of export call %s could not be written", call_seq)
         return
@@ -170,5 +206,6 @@ def start(ctx: Context, params: Params) -> Response:
     headers = {RESUME_HEADER: str(head), RECORDS_HEADER: str(count),
                QUOTA_HEADER: str(max(0, permit.daily_quota - total)),
                "Content-Disposition": f'attachment; filename="{name}.{req.format}"'}
-    return StreamingResponse(_stream(read, res, shown, req, head, ctx, call_seq), media_type=CONTENT_TYPES[req.format],
-                             headers=headers)
+    sent = _Sent()
+    return _ExportResponse(_stream(read, res, shown, req, head, sent), _finisher(read, ctx, call_seq, req, sent),
+                           media_type=CONTENT_TYPES[req.format], headers=headers)

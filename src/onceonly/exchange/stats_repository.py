@@ -162,9 +162,9 @@ def _with_delivered(out: list[Aggregate], delivered: dict[str | None, int], limi
     if not delivered:
         return out
     merged = [replace(a, bytes=a.bytes + delivered.pop(a.key, 0)) for a in out]
-    if limit is None or len(merged) < limit:
-        merged += [Aggregate(key=k, calls=0, failed=0, records=0, bytes=n, latency_sum=0, p50=None, p95=None)
-                   for k, n in delivered.items()]
+    room = len(delivered) if limit is None else max(0, limit - len(merged))
+    merged += [Aggregate(key=k, calls=0, failed=0, records=0, bytes=n, latency_sum=0, p50=None, p95=None)
+               for k, n in list(delivered.items())[:room]]
     return merged
 
 

@@ -10,7 +10,6 @@ no batch exists."""
 
 from __future__ import annotations
 
-import html
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -74,7 +73,7 @@ class UploadLimit:
                     f"<h1>文件过大</h1><p>上传的文件不能超过 {mb} MB。请在服务器上用 <code>onceonly ingest</code> "
                     f"导入，或拆分后上传。</p><p lang=en>The file is larger than the {mb} MB an upload may have. "
                     f"Load it with <code>onceonly ingest</code> on the server, or split it.</p>"
-                    f"<p><a href=\"{html.escape(str(scope.get('path', '/')))}\">返回 Back</a></p>").encode()
+                    "<p><a href=\"/\">首页 Home</a></p>").encode()
             kind = "text/html; charset=utf-8"
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", kind.encode()), (b"content-length", str(len(body)).encode()),

@@ -47,6 +47,7 @@ def release_free_memory() -> bool:
 _GC_LOCK = threading.Lock()
 _gc_users = 0
 _gc_saved: tuple[int, int, int] | None = None
+_gc_froze = False
 BULK_GC_THRESHOLD = 20_000
 
 
@@ -61,13 +62,17 @@ def bulk_allocations() -> Iterator[None]:
     block the objects that existed before are frozen (never walked again until the block ends)
     and a young collection waits for 20,000 net new containers instead of 700. Cycles are still
     collected. Nestable and thread-safe: the settings are the process's, so the first block to
-    enter changes them and the last to leave restores them."""
-    global _gc_users, _gc_saved
+    enter changes them and the last to leave restores them. If something else froze objects
+    before (a server that freezes its heap before forking), this leaves the freeze alone, as it
+    could not undo its own part without undoing theirs."""
+    global _gc_users, _gc_saved, _gc_froze
     with _GC_LOCK:
         _gc_users += 1
         if _gc_users == 1:
             _gc_saved = gc.get_threshold()
-            gc.freeze()
+            _gc_froze = gc.get_freeze_count() == 0
+            if _gc_froze:
+                gc.freeze()
             gc.set_threshold(max(BULK_GC_THRESHOLD, _gc_saved[0]), *_gc_saved[1:])
     try:
         yield
@@ -76,8 +81,9 @@ def bulk_allocations() -> Iterator[None]:
             _gc_users -= 1
             if _gc_users == 0 and _gc_saved is not None:
                 gc.set_threshold(*_gc_saved)
-                gc.unfreeze()
-                _gc_saved = None
+                if _gc_froze:
+                    gc.unfreeze()
+                _gc_saved, _gc_froze = None, False
 
 
 def settle_for_bulk_work() -> None:

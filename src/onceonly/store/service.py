@@ -202,7 +202,7 @@ def insert_new(session: Session, res: Resource, fmt: StageFormat, columns: list[
     n = len(digests)
     by_rowid = conn.dialect.name == "sqlite" and len(res.key_fields) == 1 and all(
         f.type == "string" for f in res.fields if f.name == res.key_fields[0])
-    before = conn.execute(select(func.max(literal_column("rowid"))).select_from(table)).scalar() if by_rowid else None
+    before = conn.execute(select(func.max(literal_column("_rowid_"))).select_from(table)).scalar() if by_rowid else None
     bulk_insert_columns(conn, table, names, [*columns, digests, (1,) * n, (now,) * n, (now,) * n,
                                              (batch_id,) * n, (False,) * n], converted=True, constants=5)
     if by_rowid:
@@ -221,7 +221,7 @@ def _log_appended(conn: Connection, res: Resource, table: Any, before: int, firs
     itself: a rowid table gives appended rows the rowids after the largest before (the key here
     is text, so the rowid is not the key), in insertion order, so row `before + i` gets sequence
     number `first + i - 1`. Nothing crosses from Python per row."""
-    rowid: Any = literal_column("rowid")
+    rowid: Any = literal_column("_rowid_")  # `rowid` may be a field's name; no field starts with "_"
     log: Any = ChangeLog.__table__
     rows = select(literal(res.id), rowid + (first - before - 1), literal("I"), table.c[res.key_fields[0]],
                   bindparam("batch", batch_id, type_=log.c.batch_id.type), bindparam("at", now, type_=log.c.at.type)
