@@ -477,6 +477,37 @@ def test_truncated_and_binary_files_are_refused(w: World, tmp_path: Path) -> Non
     _refused(w, jcut, "json.malformed")
 
 
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_a_2_gib_file_that_turns_to_garbage_is_refused_whole(w: World, tmp_path: Path, kind: str) -> None:
+    """2 GiB: good rows, then zero bytes to the end — no line break for 2 GiB (a sparse file, so
+    the test writes little). The batch is refused naming the row where the garbage starts,
+    nothing is written, and the reader never holds that 'line' in memory whole."""
+    import resource
+
+    rows = person_rows(2000)  # past the encoding sniffer's sample
+    path = write_csv(tmp_path / "huge.csv", PERSON_HEADER, rows) if kind == "csv" else \
+        write_jsonl(tmp_path / "huge.jsonl", as_objects(PERSON_HEADER, _json_rows(2000)))
+    with path.open("r+b") as fh:
+        fh.truncate(2 << 30)
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
+    refused = _refused(w, path, "csv.malformed" if kind == "csv" else "json.malformed")
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before
+    assert refused.message.startswith("row 2002: " if kind == "csv" else "row 2001: "), refused.message
+    assert grown < 512 * 1024, f"peak memory grew by {grown // 1024} MiB reading a 2 GiB file"
+
+
+def test_hashing_stops_when_told(tmp_path: Path) -> None:
+    """A refused batch stops hashing its file instead of reading the rest of it first."""
+    import threading
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x" * (3 << 20))
+    assert service.sha256_of(path) == service.sha256_of(path, threading.Event())
+    stop = threading.Event()
+    stop.set()
+    assert service.sha256_of(path, stop) is None
+
+
 def test_ragged_rows_are_rejected_one_by_one(w: World, tmp_path: Path) -> None:
     text = "\n".join([",".join(PERSON_HEADER), ",".join(person_row(0)), ",".join(person_row(1)[:3]),
                       ",".join([*person_row(2), "extra"]), ",".join(person_row(4))]) + "\n"

@@ -38,6 +38,7 @@ import io
 import json
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -59,6 +60,10 @@ FORMAT_ALIASES = {"csv": "csv", "txt": "csv", "tsv": "tsv", "xlsx": "xlsx", "xls
                   "jsonl": "jsonl", "ndjson": "jsonl", "json": "json"}
 MAX_WORKBOOK_BYTES = 256 * 1024 * 1024
 MAX_FIELD_CHARS = 16 * 1024 * 1024
+# Lines are read at most this long: a file with no line breaks (zeros, a dump) must not become
+# one string of its whole size. A longer line arrives in pieces; a CSV piece without quotes then
+# holds a cell over MAX_FIELD_CHARS (refused as such), a JSON Lines piece is not valid JSON.
+MAX_LINE_CHARS = 2 * MAX_FIELD_CHARS
 _DELIMITERS = (",", "\t", ";", "|")
 _READ_BUFFER = 1024 * 1024
 _TEXT_CHUNK = 64 * 1024
@@ -240,7 +245,7 @@ def _open_delimited(path: Path, kind: str, encoding: str | None, size: int) -> S
     raw = open(path, "rb", buffering=_READ_BUFFER)  # noqa: SIM115 - closed by the row iterator or Source.close
     text = io.TextIOWrapper(raw, encoding=enc, newline="")
     text._CHUNK_SIZE = _TEXT_CHUNK  # type: ignore[attr-defined]
-    reader = csv.reader(text, delimiter=delimiter)
+    reader = csv.reader(bounded_lines(text), delimiter=delimiter)
     n = 0
     try:
         header_cells: list[str] | None = None
@@ -265,6 +270,11 @@ def _open_delimited(path: Path, kind: str, encoding: str | None, size: int) -> S
     return Source(header=header, rows=rows, format=kind, encoding=enc, size=size,
                   info={"close": text.close, "delimiter": delimiter, "header_row": n,
                         "tell": raw.tell})  # bytes read so far (read-ahead included): progress
+
+
+def bounded_lines(text: io.TextIOWrapper) -> Iterator[str]:
+    """The lines of `text`, none longer than MAX_LINE_CHARS (iterated in C, no Python frame a line)."""
+    return iter(partial(text.readline, MAX_LINE_CHARS), "")
 
 
 def _csv_error(exc: csv.Error, row: int) -> IngestInputError:
@@ -443,7 +453,7 @@ def _json_problem(rule: str, zh: str, en: str) -> list[Problem]:
 def _open_jsonl(path: Path, encoding: str | None, size: int) -> Source:
     _, enc, detected = _text_sample(path, encoding)
     raw = open(path, "rb", buffering=_READ_BUFFER)  # noqa: SIM115 - closed by the row iterator or Source.close
-    lines: Iterator[str] = io.TextIOWrapper(raw, encoding=enc, newline=None)
+    lines: Iterator[str] = bounded_lines(io.TextIOWrapper(raw, encoding=enc, newline=None))
     n = 0
     try:
         first: Any = None
@@ -508,6 +518,11 @@ def _jsonl_rows(lines: Iterator[str], first: dict[str, Any], keys: list[str], n:
             try:
                 obj = loads(line)
             except ValueError as exc:
+                if len(line) >= MAX_LINE_CHARS and not line.endswith("\n"):  # no record is that long
+                    raise IngestInputError(
+                        "json.malformed", f"第{n}行超过 {MAX_LINE_CHARS >> 20}M 个字符仍未换行：不是 JSON Lines 文件？",
+                        f"line {n} runs past {MAX_LINE_CHARS >> 20}M characters without a line break: "
+                        "not a JSON Lines file?", row=n) from None
                 if not line.strip():
                     continue
                 yield n, BadRow([line[:200]], _json_problem("row.json", f"该行不是有效的 JSON：{_first_line(exc)}",

@@ -76,10 +76,14 @@ def _set_progress(batch_id: int, **values: Any) -> None:
         _progress.setdefault(batch_id, {}).update(values)
 
 
-def sha256_of(path: Path) -> str:
+def sha256_of(path: Path, stop: threading.Event | None = None) -> str | None:
+    """The file's SHA-256, or None once `stop` is set (a refused batch does not wait for the
+    rest of a large file to be hashed)."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         while block := fh.read(1 << 20):
+            if stop is not None and stop.is_set():
+                return None
             digest.update(block)
     return digest.hexdigest()
 
@@ -122,8 +126,9 @@ def ingest_file(db: Database, actor: Actor, resource_ref: str | int, path: Path,
     started = time.perf_counter()
     _set_progress(batch_id, read=0, bytes=path.stat().st_size, status="running")
     hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
+    stop_hashing = threading.Event()
     try:
-        digest = hashing.submit(sha256_of, path)  # beside the load: hashlib lets go of the GIL
+        digest = hashing.submit(sha256_of, path, stop_hashing)  # beside the load: hashlib lets go of the GIL
         with db.session(write=True) as session:
             batch = get_batch(session, batch_id)
             res = get_resource(session, batch.resource_id)
@@ -149,6 +154,7 @@ def ingest_file(db: Database, actor: Actor, resource_ref: str | int, path: Path,
         _fail(db, batch_id, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", started)
         raise
     finally:
+        stop_hashing.set()  # done already when the batch committed; else no reason to go on
         hashing.shutdown(wait=True, cancel_futures=True)
         with _progress_lock:
             _progress.pop(batch_id, None)
