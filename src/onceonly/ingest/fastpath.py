@@ -83,7 +83,7 @@ class RowDigests:
     def of(self, rows: Sequence[tuple[int, list[Any]]]) -> NDArray[np.int64]:
         """One signed 64-bit digest per row; 0 for a row that cannot be digested (ragged,
         unreadable), which never matches because no stored row gets 0."""
-        return self.of_values([values for _, values in rows])
+        return self.of_values(list(map(itemgetter(1), rows)))
 
     def of_values(self, rows: Sequence[list[Any]]) -> NDArray[np.int64]:
         h = xxhash.xxh3_64_intdigest

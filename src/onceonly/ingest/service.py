@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -224,7 +225,7 @@ def _load(session: Session, res: Resource, batch: Batch, header: list[str],
                 digests = digester.of(chunk) if digester is not None and known is not None else None
                 todo: list[int] = list(range(len(chunk)))
                 if known is not None and digests is not None:
-                    numbers = np.fromiter((n for n, _ in chunk), dtype=np.int64, count=len(chunk))
+                    numbers = np.fromiter(map(itemgetter(0), chunk), dtype=np.int64, count=len(chunk))
                     unchanged = known.claim_unchanged(digests, numbers)
                     batch.unchanged += int(unchanged.sum())
                     todo = np.flatnonzero(~unchanged).tolist()
