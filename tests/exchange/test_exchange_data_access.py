@@ -92,6 +92,23 @@ def test_who_sees_which_fields_of_which_rows(db: Database, m: Matrix) -> None:
     assert verify.json()["results"][0]["match"] is True
 
 
+def test_a_record_lookup_keeps_to_a_row_filter_of_several_values(db: Database, m: Matrix) -> None:
+    """A record by key only within the grant's row filter — here a list of regions — and masked;
+    a row outside it is the same 404 as no row at all."""
+    p = m.p
+    d = p.system()[0]
+    p.grant("api", ["citizen_id", "name", "region"], d, masking={"name": "name"},
+            row_filter={"region": ["341802", "341899"]}, daily_quota=100, rate_limit=100)
+    api = p.code("api")
+    for row, masked in ((ZHANG, "张*明"), (WANG, "王*")):
+        r = p.get(f"/{api}/records/{row['citizen_id']}", system=d)
+        assert r.status_code == 200, r.text
+        assert r.json()["record"] == {"citizen_id": row["citizen_id"], "name": masked, "region": "341802"}
+    outside, absent = (p.get(f"/{api}/records/{key}", system=d) for key in (LI["citizen_id"], "110105199909090000"))
+    problem(outside, 404, "record-not-found", "key")
+    assert outside.json() == absent.json() and not leaks(outside.text, VALUES)
+
+
 def test_denials_say_why_and_carry_nothing(db: Database, m: Matrix) -> None:
     p = m.p
     query, bulk, verify, api = (p.code(x) for x in ("query", "bulk", "verify", "api"))

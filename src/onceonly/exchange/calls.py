@@ -239,7 +239,7 @@ def handle(ctx: Context, work: Callable[[Context], Response | Prepared], *,
     """Authenticate, run `work`, and audit whatever denial comes out of either (unless the
     caller does: `run` on the event loop)."""
     try:
-        with ctx.db.session() as session:
+        with ctx.db.reading() as session:
             ctx.session = session
             ctx.authenticate(session)
             return work(ctx)

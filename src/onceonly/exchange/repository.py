@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from onceonly.accounts.actor import Actor
 from onceonly.accounts.roles import ORG_ROLES
+from onceonly.errors import ConfigError
 from onceonly.exchange.models import Application, Credential, Grant, Nonce, Service, System, Usage
 
 
@@ -204,3 +205,22 @@ def usage(session: Session, grant_id: int, period: str, bucket: int) -> tuple[in
 
 def prune_usage(session: Session | Connection, grant_id: int, period: str, before: int) -> None:
     session.execute(delete(Usage).where(Usage.grant_id == grant_id, Usage.period == period, Usage.bucket < before))
+
+
+_EPOCH_SQL = "SELECT token FROM exchange_epoch WHERE id = 1"
+
+
+def epoch_token(conn: Connection) -> int:
+    """The metadata epoch token (snapshot.py) in the connection's transaction. Read on every
+    exchange call, so straight on the driver: a constant statement with nothing to bind."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    cur = raw.cursor()
+    try:
+        cur.execute(_EPOCH_SQL)
+        row = cur.fetchone()
+    finally:
+        cur.close()
+    if row is None:
+        raise ConfigError("the exchange epoch row is missing: run `onceonly init`")
+    return int(row[0])

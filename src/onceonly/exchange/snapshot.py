@@ -22,18 +22,17 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from onceonly.catalog import repository as catalog_repo
 from onceonly.catalog.models import Resource
-from onceonly.db import Database, make_engine
+from onceonly.db import Database, connection_of, make_engine
 from onceonly.exchange import repository as repo
-from onceonly.exchange.models import Credential, Epoch, Grant, Service
+from onceonly.exchange.models import Credential, Grant, Service
 
 T = TypeVar("T")
 MAX_ENTRIES = 10_000  # a cache this full is dropped and refilled (callers are authenticated; keys are few)
-_TOKEN = select(Epoch.token).where(Epoch.id == 1)
 _MISS = object()
 _MEMO = "onceonly.exchange.epoch_token"  # session.info: (transaction, token)
 
@@ -41,12 +40,13 @@ _MEMO = "onceonly.exchange.epoch_token"  # session.info: (transaction, token)
 def token(session: Session) -> int:
     """The epoch token as this transaction sees it: read once per transaction, again after the
     transaction has written anything through the session (which may have changed it)."""
-    transaction = session.get_transaction()
+    conn = connection_of(session)
+    transaction = conn.get_transaction()
     memo = session.info.get(_MEMO)
     if memo is not None and transaction is not None and memo[0] is transaction:
         return int(memo[1])
-    value = int(session.connection().execute(_TOKEN).scalar_one())
-    session.info[_MEMO] = (session.get_transaction(), value)
+    value = repo.epoch_token(conn)
+    session.info[_MEMO] = (conn.get_transaction(), value)
     return value
 
 

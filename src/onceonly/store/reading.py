@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, false, func, literal_column, or_, select, tuple_
+from sqlalchemy import ColumnElement, Table, and_, bindparam, false, func, literal_column, or_, select, tuple_
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from onceonly.catalog.models import Resource
+from onceonly.db import connection_of
+from onceonly.store.driver_select import DriverSelect
 from onceonly.store.models import ChangeLog
 from onceonly.store.service import _keys_match
 from onceonly.store.tables import table_for
@@ -211,29 +213,31 @@ def rows_by_keys(session: Session, res: Resource, keys: Sequence[Key], fields: S
     return found
 
 
-_GET_ROW: dict[tuple[Any, ...], Select[Any]] = {}
+_GET_ROW: dict[tuple[Any, ...], DriverSelect] = {}
 _GET_ROW_MAX = 1_000
 
 
 def get_row(session: Session, res: Resource, key: Key, fields: Sequence[str],
             row_filter: RowFilter | None = None) -> dict[str, Any] | None:
     """One live row by its key, if it passes the row filter. The statement (key values bound
-    by parameter) is built once per table, fields and filter: a record lookup is the commonest
-    call of the exchange, and building and cache-keying a select cost as much as running it."""
+    by parameter) is compiled once per dialect, table, fields and filter and run on the driver
+    (driver_select.py): a record lookup is the commonest call of the exchange, and building,
+    cache-keying and executing a select through SQLAlchemy cost several times running it."""
+    conn = connection_of(session)
     table = table_for(res)
     filters = tuple(sorted((name, tuple(values)) for name, values in (row_filter or {}).items()))
-    sig = (table, tuple(fields), tuple(res.key_fields), filters)
-    stmt = _GET_ROW.get(sig)
-    if stmt is None:
+    sig = (conn.dialect.name, table, tuple(fields), tuple(res.key_fields), filters)
+    select_ = _GET_ROW.get(sig)
+    if select_ is None:
         names = list(dict.fromkeys([*res.key_fields, *fields]))
         stmt = select(*[table.c[n] for n in names]).where(
-            *[table.c[k] == bindparam(f"k{i}") for i, k in enumerate(res.key_fields)],
+            *[table.c[k] == bindparam(f"k{i}", type_=table.c[k].type) for i, k in enumerate(res.key_fields)],
             *_row_filter(table, dict(filters)), table.c._deleted.is_(False))
+        select_ = DriverSelect.build(stmt, conn.dialect, [f"k{i}" for i in range(len(res.key_fields))])
         if len(_GET_ROW) >= _GET_ROW_MAX:
             _GET_ROW.clear()
-        _GET_ROW[sig] = stmt
-    row = session.connection().execute(stmt, {f"k{i}": v for i, v in enumerate(key)}).mappings().first()
-    return dict(row) if row is not None else None
+        _GET_ROW[sig] = select_
+    return select_.first(conn, {f"k{i}": v for i, v in enumerate(key)})
 
 
 def log_head(session: Session, res: Resource) -> int:
