@@ -166,7 +166,8 @@ class Database:
                 transaction.rollback()
                 raise
             finally:
-                session.close()
+                if session.in_transaction() or session.identity_map:  # an unused session holds nothing
+                    session.close()
 
     def dispose(self) -> None:
         self.engine.dispose()

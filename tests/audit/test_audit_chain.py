@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.pool import NullPool
 
 from core_factories import CLI
+from harness import open_database
 from onceonly.audit import PURPOSE_HEADER, AuditUnavailable, append_call, record_staff_action, request_digest
 from onceonly.audit.canonical import canonical_bytes, normalize_detail, record_hash
 from onceonly.audit.models import GENESIS, AuditCheckpoint, AuditHead, AuditRecord
@@ -212,6 +213,32 @@ def test_unavailable_database_is_a_503_not_a_silent_loss(tmp_path: Path) -> None
             writer.append(entry("call", system="s", service="svc", mode="verify", status=200))
     finally:
         writer.close()
+
+
+def test_a_call_waiting_too_long_for_its_record_is_a_503(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An event-loop caller whose group cannot commit in time (here: the writers' lock file of
+    SQLite held by another writer) gets AuditUnavailable, never an answer; the record itself
+    still commits once the lock is free, and the writer goes on."""
+    import asyncio
+    import fcntl
+
+    from onceonly.audit import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "WAIT_SECONDS", 0.3)
+    adb = open_database(tmp_path / "home")
+    writer = AuditWriter(adb.url, adb.settings.home, checkpoint_every=0)
+    assert writer._lock_path is not None
+    fd = os.open(writer._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(AuditUnavailable, match="not committed within"):
+            asyncio.run(writer.append_async(entry("call", system="s", service="v", mode="api", status=200)))
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        assert asyncio.run(writer.append_async(entry("call", system="s", service="v", mode="api", status=200))) == 2
+    finally:
+        os.close(fd)
+        writer.close()
+        adb.dispose()
 
 
 def test_closed_writer_restarts_on_next_use(adb: Database) -> None:

@@ -104,10 +104,14 @@ class AuditWriter:
         pending = _Pending(content, step, (loop, loop.create_future()))
         self._queue.put(pending)
         assert pending.waiter is not None
+        future = pending.waiter[1]
+        timer = loop.call_later(WAIT_SECONDS, _expire, future)  # cheaper than asyncio.wait_for's task
         try:
-            await asyncio.wait_for(pending.waiter[1], WAIT_SECONDS)
+            await future
         except TimeoutError:
             raise AuditUnavailable(f"the audit record was not committed within {WAIT_SECONDS:.0f} s") from None
+        finally:
+            timer.cancel()
         return self._outcome(pending)
 
     @staticmethod
@@ -252,6 +256,11 @@ class AuditWriter:
 def _wake(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _expire(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 def _writer_engine(url: str) -> Engine:
