@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, text
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -82,8 +83,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
             # Straight to the driver: through exec_driver_sql, the BEGIN of every read-only
-            # transaction cost a tenth of an exchange record lookup.
-            conn.connection.driver_connection.execute(conn.get_execution_options().get(SQLITE_BEGIN, "BEGIN"))
+            # transaction cost a tenth of an exchange record lookup. Errors (a lock not granted
+            # within busy_timeout) still come out as SQLAlchemy's OperationalError.
+            statement = conn.get_execution_options().get(SQLITE_BEGIN, "BEGIN")
+            try:
+                conn.connection.driver_connection.execute(statement)
+            except sqlite3.Error as exc:
+                raise DBAPIError.instance(statement, (), exc, sqlite3.Error, dialect=conn.dialect) from exc
 
         return engine
     # Requests run in up to 40 worker threads (anyio's default): a pool smaller than that opens
@@ -152,18 +158,22 @@ class Database:
         connection already in its transaction. Statements run on `connection_of(session)` never
         start the ORM's own transaction machinery, which costs more than a cached record lookup
         takes; ORM use (a cache miss) joins the same transaction. Commits on success (whatever
-        the session wrote), rolls back on any error. Deferred on SQLite, like `session()`."""
+        the session wrote), rolls back on any error: raise to abandon the work, since
+        `session.rollback()` undoes nothing until the session has been used. Deferred on
+        SQLite, like `session()`."""
         with self.engine.connect() as conn:
-            transaction = conn.begin()
+            conn.begin()
             session = self.sessions(bind=conn, join_transaction_mode="rollback_only")
             session.info[CONNECTION_KEY] = conn
             try:
                 yield session
                 if session.in_transaction():
-                    session.commit()  # flushes; the connection's transaction stays ours to end
-                transaction.commit()
+                    session.commit()  # flushes; the connection's transaction is ended below
+                if conn.in_transaction():  # ours, or one begun after the session rolled ours back
+                    conn.commit()
             except BaseException:
-                transaction.rollback()
+                if conn.in_transaction():
+                    conn.rollback()
                 raise
             finally:
                 if session.in_transaction() or session.identity_map:  # an unused session holds nothing
@@ -178,6 +188,8 @@ CONNECTION_KEY = "onceonly.connection"  # session.info of `Database.reading`: th
 
 def connection_of(session: Session) -> Connection:
     """The connection of the session's transaction: for a `Database.reading` session the one it
-    was opened on, without touching the ORM; otherwise `session.connection()`."""
+    was opened on, without touching the ORM; otherwise `session.connection()`. Statements that
+    write through it are not seen by the ORM's hooks: one that changes exchange metadata must
+    not be followed by cached lookups in the same transaction (exchange/snapshot.py)."""
     conn = session.info.get(CONNECTION_KEY)
     return conn if conn is not None else session.connection()

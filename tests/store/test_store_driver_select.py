@@ -1,9 +1,11 @@
 """A select run on the driver (store/driver_select.py) answers exactly what SQLAlchemy answers
 for the same statement — every type, keys of every type (an instant with no microseconds
-included), constants bound at build time, hostile text — on both databases."""
+included), constants bound at build time, hostile text — on both databases; and its errors,
+and those of SQLite's BEGIN sent to the driver, are SQLAlchemy's."""
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -23,12 +25,15 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    event,
     insert,
     select,
+    text,
 )
+from sqlalchemy.exc import DBAPIError, OperationalError
 
-from onceonly.db import Database
-from onceonly.store.driver_select import DriverSelect
+from onceonly.db import SQLITE_BEGIN, Database, make_engine
+from onceonly.store.driver_select import DriverSelect, driver_fetchone
 from onceonly.store.tables import UTCDateTime
 
 WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)  # no microseconds: stored as …05.000000 by SQLAlchemy
@@ -89,3 +94,42 @@ def test_a_hostile_key_is_a_value_not_sql(db: Database, table: Table) -> None:
 def test_a_parameter_the_statement_lacks_is_refused_at_build(db: Database, table: Table) -> None:
     with db.session() as s, pytest.raises(ValueError, match="no parameter k"):
         DriverSelect.build(select(table.c.n).where(table.c.n == bindparam("key")), s.connection().dialect, ["k"])
+
+
+def test_driver_errors_are_sqlalchemys_and_a_lost_connection_is_not_reused(db: Database, table: Table) -> None:
+    """What the app's error handlers catch (DataError → 422, …) and the pool relies on."""
+    with db.session() as s:
+        conn = s.connection()
+        with pytest.raises(DBAPIError) as info:
+            driver_fetchone(conn, "SELECT * FROM no_such_table_at_all")
+        assert not info.value.connection_invalidated
+    if db.is_sqlite:
+        return
+    with db.session() as s:
+        conn = s.connection()
+        (pid,), _ = driver_fetchone(conn, "SELECT pg_backend_pid()")
+        with db.engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        with pytest.raises(DBAPIError) as info:
+            driver_fetchone(conn, "SELECT 1")
+        assert info.value.connection_invalidated
+        s.rollback()
+    with db.session() as s:  # the pool hands out a working connection
+        assert driver_fetchone(s.connection(), "SELECT 1")[0] == (1,)
+
+
+def test_a_begin_refused_by_sqlite_is_sqlalchemys_operational_error(tmp_path: Any) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'locked.db'}")
+    event.listen(engine, "connect", lambda dbapi_conn, _r: dbapi_conn.execute("PRAGMA busy_timeout=50"))
+    holder = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        writer = engine.execution_options(**{SQLITE_BEGIN: "BEGIN IMMEDIATE"})
+        with pytest.raises(OperationalError, match="locked"), writer.begin():
+            pass
+        holder.execute("ROLLBACK")
+        with writer.begin() as conn:  # free again: the same engine goes on
+            conn.execute(text("CREATE TABLE t (n INTEGER)"))
+    finally:
+        holder.close()
+        engine.dispose()

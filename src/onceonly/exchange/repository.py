@@ -16,6 +16,7 @@ from onceonly.accounts.actor import Actor
 from onceonly.accounts.roles import ORG_ROLES
 from onceonly.errors import ConfigError
 from onceonly.exchange.models import Application, Credential, Grant, Nonce, Service, System, Usage
+from onceonly.store.driver_select import driver_fetchone
 
 
 def _dialect(executor: Session | Connection) -> str:
@@ -213,14 +214,7 @@ _EPOCH_SQL = "SELECT token FROM exchange_epoch WHERE id = 1"
 def epoch_token(conn: Connection) -> int:
     """The metadata epoch token (snapshot.py) in the connection's transaction. Read on every
     exchange call, so straight on the driver: a constant statement with nothing to bind."""
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    cur = raw.cursor()
-    try:
-        cur.execute(_EPOCH_SQL)
-        row = cur.fetchone()
-    finally:
-        cur.close()
+    row, _ = driver_fetchone(conn, _EPOCH_SQL)
     if row is None:
         raise ConfigError("the exchange epoch row is missing: run `onceonly init`")
     return int(row[0])

@@ -41,12 +41,14 @@ def token(session: Session) -> int:
     """The epoch token as this transaction sees it: read once per transaction, again after the
     transaction has written anything through the session (which may have changed it)."""
     conn = connection_of(session)
-    transaction = conn.get_transaction()
+    # The ORM's transaction too: in a `Database.reading` session it may commit (and so may
+    # have written) within the connection's one.
+    transactions = (conn.get_transaction(), session.get_transaction())
     memo = session.info.get(_MEMO)
-    if memo is not None and transaction is not None and memo[0] is transaction:
+    if memo is not None and transactions[0] is not None and memo[0] == transactions:
         return int(memo[1])
     value = repo.epoch_token(conn)
-    session.info[_MEMO] = (conn.get_transaction(), value)
+    session.info[_MEMO] = ((conn.get_transaction(), session.get_transaction()), value)
     return value
 
 

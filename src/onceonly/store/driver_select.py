@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 
 Processor = Callable[[Any], Any] | None
 
@@ -55,17 +56,11 @@ class DriverSelect:
         params = dict(self.constants)
         for name, process in self.binds.items():
             params[name] = _processed(process, values[name])
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        cur = raw.cursor()
-        try:
-            cur.execute(self.sql, [params[n] for n in self.positional] if self.positional is not None else params)
-            row = cur.fetchone()
-            if not self.results:
-                self.results.append(tuple(t.result_processor(self.dialect, d[1])
-                                          for t, d in zip(self.types, cur.description, strict=True)))
-        finally:
-            cur.close()
+        bound = [params[n] for n in self.positional] if self.positional is not None else params
+        row, description = driver_fetchone(conn, self.sql, bound)
+        if not self.results:
+            self.results.append(tuple(t.result_processor(self.dialect, d[1])
+                                      for t, d in zip(self.types, description, strict=True)))
         if row is None:
             return None
         return {name: value if process is None or value is None else process(value)
@@ -74,3 +69,26 @@ class DriverSelect:
 
 def _processed(process: Processor, value: Any) -> Any:
     return value if process is None or value is None else process(value)
+
+
+def driver_fetchone(conn: Connection, sql: str, params: Any = ()) -> tuple[Any, Any]:
+    """Run one statement on the connection's driver in its current transaction: (first row or
+    None, cursor description). Driver errors come out as SQLAlchemy's (OperationalError,
+    DataError, …, as the app's error handlers expect), and a lost connection is invalidated so
+    the pool does not hand it out again — what SQLAlchemy's own execution would have done."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    cur = None
+    try:
+        cur = raw.cursor()
+        cur.execute(sql, params)
+        return cur.fetchone(), cur.description
+    except conn.dialect.loaded_dbapi.Error as exc:
+        lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cur)
+        if lost:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(sql, params, exc, conn.dialect.loaded_dbapi.Error, connection_invalidated=lost,
+                                  dialect=conn.dialect) from exc
+    finally:
+        if cur is not None:
+            cur.close()
