@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, text
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -83,13 +82,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
             # Straight to the driver: through exec_driver_sql, the BEGIN of every read-only
-            # transaction cost a tenth of an exchange record lookup. Errors (a lock not granted
-            # within busy_timeout) still come out as SQLAlchemy's OperationalError.
-            statement = conn.get_execution_options().get(SQLITE_BEGIN, "BEGIN")
-            try:
-                conn.connection.driver_connection.execute(statement)
-            except sqlite3.Error as exc:
-                raise DBAPIError.instance(statement, (), exc, sqlite3.Error, dialect=conn.dialect) from exc
+            # transaction cost a tenth of an exchange record lookup. SQLAlchemy still wraps an
+            # error raised here (a lock not granted within busy_timeout) as OperationalError.
+            conn.connection.driver_connection.execute(conn.get_execution_options().get(SQLITE_BEGIN, "BEGIN"))
 
         return engine
     # Requests run in up to 40 worker threads (anyio's default): a pool smaller than that opens
