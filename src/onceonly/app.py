@@ -89,23 +89,34 @@ def _install_errors(app: FastAPI) -> None:
         return _problem(500, "Internal error", "an unexpected error occurred; it has been logged")
 
 
-def _route_label(request: Request) -> str:
+_LABELS: dict[int, tuple[object, str]] = {}  # id(route) → (route, its label): a route's prefix never changes
+
+
+def _route_label(scope: Scope) -> str:
     """The matched path template including the router prefix, e.g. /api/v1/orgs/{code}.
 
     FastAPI may report an included router's route without its prefix ("/orgs"), which would
     lump /api/v1/orgs together with any other router's /orgs; the prefix is recovered as the part
-    of the request path before the route's own (rendered) template."""
-    route = request.scope.get("route")
+    of the request path before the route's own (rendered) template, once per route."""
+    route = scope.get("route")
+    known = _LABELS.get(id(route))
+    if known is not None and known[0] is route:
+        return known[1]
     template = getattr(route, "path", None)
     if not isinstance(template, str):
         return "unmatched"
     try:
         tail = str(getattr(route, "path_format", template)).format(
-            **{k: str(v) for k, v in request.path_params.items()})
+            **{k: str(v) for k, v in scope.get("path_params", {}).items()})
     except (KeyError, IndexError, ValueError):
         return template
-    path = str(request.scope.get("path", ""))
-    return path[: len(path) - len(tail)] + template if tail and path.endswith(tail) else template
+    path = str(scope.get("path", ""))
+    if not tail or not path.endswith(tail):
+        return template
+    label = path[: len(path) - len(tail)] + template
+    if len(_LABELS) < 10_000:
+        _LABELS[id(route)] = (route, label)
+    return label
 
 
 class _Measured:
@@ -115,6 +126,7 @@ class _Measured:
 
     def __init__(self, app: ASGIApp, requests: Counter, latency: Histogram) -> None:
         self.app, self.requests, self.latency = app, requests, latency
+        self.children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -131,10 +143,15 @@ class _Measured:
         try:
             await self.app(scope, receive, sending)
         finally:
-            request = Request(scope)
-            path = _route_label(request)
-            self.requests.labels(request.method, path, str(status)).inc()
-            self.latency.labels(request.method, path).observe(time.perf_counter() - start)
+            method, path = scope["method"], _route_label(scope)
+            key = (method, path, status)
+            children = self.children.get(key)
+            if children is None:  # label values are bounded: methods, route templates, statuses
+                children = (self.requests.labels(method, path, str(status)), self.latency.labels(method, path))
+                if len(self.children) < 10_000:
+                    self.children[key] = children
+            children[0].inc()
+            children[1].observe(time.perf_counter() - start)
 
 
 def _install_metrics(app: FastAPI) -> CollectorRegistry:

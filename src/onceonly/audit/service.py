@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from onceonly.accounts.actor import Actor
@@ -22,6 +22,7 @@ from onceonly.audit.keys import KeyPair
 from onceonly.audit.models import AuditAnchor, AuditCheckpoint, AuditHead, AuditRecord
 from onceonly.db import utcnow
 from onceonly.errors import ConfigError, Conflict, PlatformError, ValidationFailed
+from onceonly.store.driver_statement import statement
 
 KINDS = ("call", "staff", "delivery")
 MIN_RETENTION_DAYS = 180  # also hard-coded in the prune guard trigger of migration 0003
@@ -66,12 +67,29 @@ def _int(value: int | float | None) -> int | None:
     return None if value is None else max(0, min(int(value), 2**53 - 1))
 
 
+# The statements of every group commit run on the driver (store/driver_statement.py): through
+# SQLAlchemy's execution path they cost more than the rest of a group's work.
+_RECORD_COLUMNS = tuple(c.name for c in _records.columns)
+
+
+def _head_select() -> Any:
+    return select(_head.c.seq, _head.c.hash, _head.c.checkpoint_seq).where(_head.c.id == 1).with_for_update()
+
+
+def _records_insert() -> Any:
+    return insert(_records).values({name: bindparam(f"v_{name}") for name in _RECORD_COLUMNS})
+
+
+def _head_update() -> Any:
+    return update(_head).where(_head.c.id == 1).values(
+        seq=bindparam("v_seq"), hash=bindparam("v_hash"), checkpoint_seq=bindparam("v_checkpoint_seq"))
+
+
 def lock_head(conn: Connection) -> Head:
-    row = conn.execute(select(_head.c.seq, _head.c.hash, _head.c.checkpoint_seq)
-                       .where(_head.c.id == 1).with_for_update()).one_or_none()
+    row = statement(conn, "audit-head-lock", _head_select, ()).first(conn, {})
     if row is None:
         raise ConfigError("the audit head row is missing: run `onceonly init`")
-    return Head(int(row.seq), row.hash, int(row.checkpoint_seq))
+    return Head(int(row["seq"]), row["hash"], int(row["checkpoint_seq"]))
 
 
 def append(conn: Connection, entries: Sequence[Mapping[str, Any]], *, clock: Callable[[], datetime] = utcnow,
@@ -94,12 +112,14 @@ def append(conn: Connection, entries: Sequence[Mapping[str, Any]], *, clock: Cal
         rows.append(row)
     if not rows:
         return head.seq + 1, head.seq
-    conn.execute(insert(_records), rows)  # one executemany for the whole group
+    statement(conn, "audit-records-insert", _records_insert, [f"v_{n}" for n in _RECORD_COLUMNS]).executemany(
+        conn, ({f"v_{name}": row[name] for name in _RECORD_COLUMNS} for row in rows))  # one executemany
     checkpoint_seq = head.checkpoint_seq
     if signer is not None and checkpoint_every and seq - head.checkpoint_seq >= checkpoint_every:
         _add_checkpoint(conn, signer, seq, prev, now)
         checkpoint_seq = seq
-    conn.execute(update(_head).where(_head.c.id == 1).values(seq=seq, hash=prev, checkpoint_seq=checkpoint_seq))
+    statement(conn, "audit-head-update", _head_update, ["v_seq", "v_hash", "v_checkpoint_seq"]).execute(
+        conn, {"v_seq": seq, "v_hash": prev, "v_checkpoint_seq": checkpoint_seq})
     return head.seq + 1, seq
 
 

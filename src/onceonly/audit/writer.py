@@ -283,6 +283,9 @@ _writers_lock = threading.Lock()
 def writer_for(db: Database) -> AuditWriter:
     """The process's writer for this database, started on first use, closed with the database
     object (or at exit)."""
+    writer = _writers.get(db)  # once started, found without the lock
+    if writer is not None:
+        return writer
     with _writers_lock:
         writer = _writers.get(db)
         if writer is None:

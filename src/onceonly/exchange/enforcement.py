@@ -121,7 +121,7 @@ def authorize(
     used = repo.usage(session, terms.grant_id, "day", day_bucket(now))[1] if read_usage else 0
     if used >= terms.daily_quota:
         raise _used_up(terms, now)
-    permit = replace(terms, used_today=used)
+    permit = terms if used == terms.used_today else replace(terms, used_today=used)  # frozen: sharing is safe
     if count:
         count_call(session, permit, now)
     return permit

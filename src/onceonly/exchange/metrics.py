@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import threading
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -62,16 +63,34 @@ def _service_label(service: str) -> str:
     return service
 
 
+_Children = tuple[Any, Any, Any, Any]
+_children: dict[tuple[str, str, str], _Children] = {}
+
+
+def _children_of(service: str, mode: str, status: int) -> _Children:
+    """The labelled metrics of one service, mode and status class, looked up once: `labels`
+    costs more than the increments. Bounded like the service labels."""
+    key = (service, mode, status_class(status))
+    found = _children.get(key)
+    if found is None:
+        label = _service_label(service)
+        mode = mode if mode in CALL_MODES else "other"
+        found = (CALLS.labels(label, mode, key[2]), RECORDS.labels(label, mode), BYTES.labels(label, mode),
+                 LATENCY.labels(label, mode))
+        if label == service:  # "invalid" and "other" are looked up each time, not kept per code
+            _children[key] = found
+    return found
+
+
 def observe_call(service: str, mode: str, status: int, records: int, nbytes: int, latency_ms: int | float) -> None:
     """Count one exchange call: calls by status class, records, response bytes, latency."""
-    label = _service_label(service)
-    mode = mode if mode in CALL_MODES else "other"
-    CALLS.labels(label, mode, status_class(status)).inc()
+    calls, records_, bytes_, latency = _children_of(service, mode, status)
+    calls.inc()
     if records > 0:
-        RECORDS.labels(label, mode).inc(records)
+        records_.inc(records)
     if nbytes > 0:
-        BYTES.labels(label, mode).inc(nbytes)
-    LATENCY.labels(label, mode).observe(max(0.0, float(latency_ms)) / 1000)
+        bytes_.inc(nbytes)
+    latency.observe(max(0.0, float(latency_ms)) / 1000)
 
 
 def observe_bytes(service: str, mode: str, nbytes: int) -> None:

@@ -16,7 +16,7 @@ from onceonly.accounts.actor import Actor
 from onceonly.accounts.roles import ORG_ROLES
 from onceonly.errors import ConfigError
 from onceonly.exchange.models import Application, Credential, Grant, Nonce, Service, System, Usage
-from onceonly.store.driver_select import driver_fetchone
+from onceonly.store.driver_statement import driver_fetchone, statement
 
 
 def _dialect(executor: Session | Connection) -> str:
@@ -189,9 +189,14 @@ def _add_usage_statement(session: Session | Connection) -> Any:
 def add_usage(session: Session | Connection, grant_id: int, period: str, bucket: int, calls: int,
               records: int) -> tuple[int, int]:
     """Add to a counter row and return its new (calls, records): one atomic upsert, so
-    concurrent workers never lose an increment (PostgreSQL locks the row until commit)."""
-    row = session.execute(_add_usage_statement(session),
-                          {"g": grant_id, "p": period, "b": bucket, "c": calls, "r": records}).one()
+    concurrent workers never lose an increment (PostgreSQL locks the row until commit). On a
+    Connection (the audit writer's group commit) it runs on the driver."""
+    values = {"g": grant_id, "p": period, "b": bucket, "c": calls, "r": records}
+    if isinstance(session, Connection):
+        got = statement(session, "usage-add", lambda: _add_usage_statement(session), values).first(session, values)
+        assert got is not None  # an upsert returns its row
+        return int(got["calls"]), int(got["records"])
+    row = session.execute(_add_usage_statement(session), values).one()
     return int(row[0]), int(row[1])
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from onceonly.catalog.models import Resource
 from onceonly.db import connection_of
-from onceonly.store.driver_select import DriverSelect
+from onceonly.store.driver_statement import DriverStatement
 from onceonly.store.models import ChangeLog
 from onceonly.store.service import _keys_match
 from onceonly.store.tables import table_for
@@ -213,7 +213,7 @@ def rows_by_keys(session: Session, res: Resource, keys: Sequence[Key], fields: S
     return found
 
 
-_GET_ROW: dict[tuple[Any, ...], DriverSelect] = {}
+_GET_ROW: dict[tuple[Any, ...], DriverStatement] = {}
 _GET_ROW_MAX = 1_000
 
 
@@ -221,7 +221,7 @@ def get_row(session: Session, res: Resource, key: Key, fields: Sequence[str],
             row_filter: RowFilter | None = None) -> dict[str, Any] | None:
     """One live row by its key, if it passes the row filter. The statement (key values bound
     by parameter) is compiled once per dialect, table, fields and filter and run on the driver
-    (driver_select.py): a record lookup is the commonest call of the exchange, and building,
+    (driver_statement.py): a record lookup is the commonest call of the exchange, and building,
     cache-keying and executing a select through SQLAlchemy cost several times running it."""
     conn = connection_of(session)
     table = table_for(res)
@@ -233,7 +233,7 @@ def get_row(session: Session, res: Resource, key: Key, fields: Sequence[str],
         stmt = select(*[table.c[n] for n in names]).where(
             *[table.c[k] == bindparam(f"k{i}", type_=table.c[k].type) for i, k in enumerate(res.key_fields)],
             *_row_filter(table, dict(filters)), table.c._deleted.is_(False))
-        select_ = DriverSelect.build(stmt, conn.dialect, [f"k{i}" for i in range(len(res.key_fields))])
+        select_ = DriverStatement.build(stmt, conn.dialect, [f"k{i}" for i in range(len(res.key_fields))])
         if len(_GET_ROW) >= _GET_ROW_MAX:
             _GET_ROW.clear()
         _GET_ROW[sig] = select_

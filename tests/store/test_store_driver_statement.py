@@ -1,7 +1,8 @@
-"""A select run on the driver (store/driver_select.py) answers exactly what SQLAlchemy answers
-for the same statement — every type, keys of every type (an instant with no microseconds
-included), constants bound at build time, hostile text — on both databases; and its errors,
-and those of SQLite's BEGIN sent to the driver, are SQLAlchemy's."""
+"""A statement run on the driver (store/driver_statement.py) does exactly what SQLAlchemy does
+with the same statement — a select of every type, keys of every type (an instant with no
+microseconds included), constants bound at build time, hostile text; an INSERT of many rows, an
+UPDATE and an upsert with RETURNING store what SQLAlchemy would — on both databases; and its
+errors, and those of SQLite's BEGIN sent to the driver, are SQLAlchemy's."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Column,
@@ -26,14 +28,18 @@ from sqlalchemy import (
     Text,
     bindparam,
     event,
+    func,
     insert,
     select,
     text,
+    update,
 )
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from onceonly.db import SQLITE_BEGIN, Database, make_engine
-from onceonly.store.driver_select import DriverSelect, driver_fetchone
+from onceonly.store.driver_statement import DriverStatement, driver_fetchone
 from onceonly.store.tables import UTCDateTime
 
 WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)  # no microseconds: stored as …05.000000 by SQLAlchemy
@@ -62,7 +68,7 @@ def _both(db: Database, stmt: Any, values: dict[str, Any]) -> tuple[Any, Any]:
     with db.session() as s:
         conn = s.connection()
         want = conn.execute(stmt, values).mappings().first()
-        got = DriverSelect.build(stmt, conn.dialect, list(values)).first(conn, values)
+        got = DriverStatement.build(stmt, conn.dialect, list(values)).first(conn, values)
     return got, (dict(want) if want is not None else None)
 
 
@@ -91,9 +97,73 @@ def test_a_hostile_key_is_a_value_not_sql(db: Database, table: Table) -> None:
         assert s.connection().execute(select(table.c.n)).all()  # the table is still there
 
 
+def _probe(db: Database) -> Table:
+    t = Table(f"driver_dml_{uuid.uuid4().hex[:8]}", MetaData(), Column("n", Integer, primary_key=True),
+              Column("s", Text), Column("ts", UTCDateTime()), Column("doc", JSON), Column("m", Numeric(12, 2)),
+              Column("hits", BigInteger, nullable=False, server_default="0"))
+    t.create(db.engine)
+    return t
+
+
+def test_rows_inserted_updated_and_upserted_on_the_driver_read_back_as_sqlalchemy_writes_them(db: Database) -> None:
+    ours, theirs = _probe(db), _probe(db)
+    rows = [{"n": 1, "s": "张三明", "ts": WHEN, "doc": {"fields": ["name", "区划"], "n": 2**53 - 1},
+             "m": Decimal("1.50")},
+            {"n": 2, "s": "'; DROP TABLE x; --", "ts": datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=UTC),
+             "doc": {}, "m": None},
+            {"n": 3, "s": None, "ts": None, "doc": None, "m": Decimal("-0.01")}]
+    names = ["n", "s", "ts", "doc", "m"]
+    try:
+        with db.session(write=True) as s:
+            conn = s.connection()
+            add = DriverStatement.build(insert(ours).values({c: bindparam(f"v_{c}") for c in names}),
+                                        conn.dialect, [f"v_{c}" for c in names])
+            add.executemany(conn, ({f"v_{c}": row[c] for c in names} for row in rows))
+            conn.execute(insert(theirs), rows)
+            for table in (ours, theirs):
+                change = update(table).where(table.c.n == bindparam("key")).values(s=bindparam("v_s"))
+                if table is ours:
+                    DriverStatement.build(change, conn.dialect, ["key", "v_s"]).execute(conn, {"key": 2, "v_s": "改"})
+                else:
+                    conn.execute(change, {"key": 2, "v_s": "改"})
+            upsert = (pg_insert if db.engine.dialect.name == "postgresql" else sqlite_insert)(ours).values(
+                n=bindparam("v_n"), hits=bindparam("v_hits"))
+            upsert = upsert.on_conflict_do_update(
+                index_elements=["n"], set_={"hits": ours.c.hits + upsert.excluded.hits}
+            ).returning(ours.c.n, ours.c.hits, ours.c.ts)
+            bump = DriverStatement.build(upsert, conn.dialect, ["v_n", "v_hits"])
+            assert bump.first(conn, {"v_n": 1, "v_hits": 5}) == {"n": 1, "hits": 5, "ts": WHEN}
+            assert bump.first(conn, {"v_n": 1, "v_hits": 2}) == {"n": 1, "hits": 7, "ts": WHEN}
+            conn.execute(update(theirs).where(theirs.c.n == 1).values(hits=7))
+        with db.session() as s:
+            got = [dict(r) for r in s.execute(select(ours).order_by(ours.c.n)).mappings()]
+            want = [dict(r) for r in s.execute(select(theirs).order_by(theirs.c.n)).mappings()]
+            stored_null = [s.execute(select(t.c.n).where(t.c.doc.is_(None)).order_by(t.c.n)).scalars().all()
+                           for t in (ours, theirs)]  # SQL NULL, not JSON null: stored alike too
+        assert got == want
+        assert stored_null[0] == stored_null[1]
+        assert got[0]["doc"] == rows[0]["doc"] and got[1]["s"] == "改" and got[2]["doc"] is None
+    finally:
+        ours.drop(db.engine)
+        theirs.drop(db.engine)
+
+
+def test_a_failed_insert_on_the_driver_is_sqlalchemys_integrity_error_and_rolls_back_whole(db: Database) -> None:
+    table = _probe(db)
+    try:
+        with pytest.raises(IntegrityError), db.session(write=True) as s:
+            conn = s.connection()
+            add = DriverStatement.build(insert(table).values(n=bindparam("v_n")), conn.dialect, ["v_n"])
+            add.executemany(conn, [{"v_n": 1}, {"v_n": 2}, {"v_n": 1}])  # the third repeats the first key
+        with db.session() as s:
+            assert s.execute(select(func.count()).select_from(table)).scalar_one() == 0
+    finally:
+        table.drop(db.engine)
+
+
 def test_a_parameter_the_statement_lacks_is_refused_at_build(db: Database, table: Table) -> None:
     with db.session() as s, pytest.raises(ValueError, match="no parameter k"):
-        DriverSelect.build(select(table.c.n).where(table.c.n == bindparam("key")), s.connection().dialect, ["k"])
+        DriverStatement.build(select(table.c.n).where(table.c.n == bindparam("key")), s.connection().dialect, ["k"])
 
 
 def test_driver_errors_are_sqlalchemys_and_a_lost_connection_is_not_reused(db: Database, table: Table) -> None:
