@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, text
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -91,7 +92,39 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # and closes an overflow connection per request under load, a millisecond each on PostgreSQL.
     kwargs.setdefault("pool_size", PG_POOL_SIZE)
     kwargs.setdefault("max_overflow", PG_POOL_SIZE)
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, **kwargs)
+    event.listen(engine, "connect", _mark_used)
+    event.listen(engine, "checkin", _mark_used)
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        _ping_if_idle(engine.dialect, dbapi_conn, record)
+
+    return engine
+
+
+PING_AFTER_IDLE = 2.0  # seconds a pooled PostgreSQL connection may rest before it is pinged on checkout
+_USED = "onceonly.used_at"
+
+
+def _mark_used(_dbapi_conn: Any, record: Any) -> None:
+    record.info[_USED] = time.monotonic()
+
+
+def _ping_if_idle(dialect: Any, dbapi_conn: Any, record: Any) -> None:
+    """`pool_pre_ping`, for a connection that has rested: pinging every checkout was a round
+    trip in five of an exchange call. A connection back in the pool within PING_AFTER_IDLE was
+    working then; if the server went away since, the statement fails as a disconnect and
+    SQLAlchemy invalidates the whole pool, so only that statement's request fails. A failed
+    ping makes the pool replace the connection (up to three times) before handing it out."""
+    if time.monotonic() - record.info.get(_USED, 0.0) < PING_AFTER_IDLE:
+        return
+    try:
+        alive = dialect.do_ping(dbapi_conn)  # as pool_pre_ping does: leaves no transaction open
+    except Exception as exc:  # any failure: the connection is not handed out
+        raise DisconnectionError(f"a pooled connection failed its ping: {type(exc).__name__}") from exc
+    if not alive:
+        raise DisconnectionError("a pooled connection failed its ping")
 
 
 def check_connection(engine: Engine) -> None:
@@ -125,6 +158,7 @@ class Database:
         # with "database is locked" if another writer committed in between (its WAL snapshot is
         # stale, so busy_timeout cannot help); taken up front, writers wait their turn instead.
         self._writer = self.engine.execution_options(**{SQLITE_BEGIN: "BEGIN IMMEDIATE"})
+        self._reader = self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @property
     def is_sqlite(self) -> bool:
@@ -149,36 +183,53 @@ class Database:
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        """A unit of work for the exchange data plane, which mostly reads: a session opened on a
+        """A read-only unit of work for the exchange data plane: a session opened on a
         connection already in its transaction. Statements run on `connection_of(session)` never
         start the ORM's own transaction machinery, which costs more than a cached record lookup
-        takes; ORM use (a cache miss) joins the same transaction. Commits on success (whatever
-        the session wrote), rolls back on any error: raise to abandon the work, since
-        `session.rollback()` undoes nothing until the session has been used. Deferred on
-        SQLite, like `session()`."""
-        with self.engine.connect() as conn:
+        takes; ORM use (a cache miss) joins the same transaction.
+
+        On SQLite the transaction is deferred, so every statement reads one snapshot. On
+        PostgreSQL the connection is in autocommit: at READ COMMITTED each statement reads its
+        own snapshot inside a transaction too, and BEGIN and COMMIT were two of a record lookup's
+        four round trips. Either way nothing is written: an ORM flush or a write through the
+        session raises ReadOnlySession, and statements run on the connection must only read."""
+        with self._reader.connect() as conn:
             conn.begin()
             session = self.sessions(bind=conn, join_transaction_mode="rollback_only")
             session.info[CONNECTION_KEY] = conn
+            session.info[READ_ONLY_KEY] = True
             try:
                 yield session
-                if session.in_transaction():
-                    session.commit()  # flushes; the connection's transaction is ended below
-                if conn.in_transaction():  # ours, or one begun after the session rolled ours back
-                    conn.commit()
-            except BaseException:
-                if conn.in_transaction():
-                    conn.rollback()
-                raise
             finally:
-                if session.in_transaction() or session.identity_map:  # an unused session holds nothing
-                    session.close()
+                try:
+                    if session.in_transaction() or session.identity_map:  # an unused session holds nothing
+                        session.close()
+                finally:
+                    if conn.in_transaction():
+                        conn.rollback()  # read only: nothing to keep
 
     def dispose(self) -> None:
         self.engine.dispose()
 
 
 CONNECTION_KEY = "onceonly.connection"  # session.info of `Database.reading`: the connection it runs on
+READ_ONLY_KEY = "onceonly.read_only"  # session.info of `Database.reading`: writes are refused
+
+
+class ReadOnlySession(RuntimeError):
+    """A write through a `Database.reading` session: a defect of the code, never of the input."""
+
+
+@event.listens_for(Session, "before_flush")
+def _no_flush_when_reading(session: Session, _context: Any, _instances: Any) -> None:
+    if session.info.get(READ_ONLY_KEY):
+        raise ReadOnlySession("a Database.reading() session does not write (ORM flush)")
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _no_dml_when_reading(state: Any) -> None:
+    if (state.is_insert or state.is_update or state.is_delete) and state.session.info.get(READ_ONLY_KEY):
+        raise ReadOnlySession("a Database.reading() session does not write (statement through the session)")
 
 
 def connection_of(session: Session) -> Connection:

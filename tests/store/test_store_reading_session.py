@@ -1,19 +1,18 @@
-"""`Database.reading`, the unit of work of every exchange call: statements on its connection and
-ORM use through its session are one transaction, committed whole on success and rolled back
-whole on an error — on both databases."""
+"""`Database.reading`, the unit of work of every exchange call: read-only, on a connection that
+its session's ORM use joins; one snapshot for all its statements on SQLite, autocommit on
+PostgreSQL (where each statement reads its own snapshot, as at READ COMMITTED inside a
+transaction) — and a write through it is refused, leaving nothing written."""
 
 from __future__ import annotations
 
 import uuid
-import warnings
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, Text, func, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Column, Integer, MetaData, Table, Text, func, insert, select, update
 
 from onceonly.catalog.models import Organization
-from onceonly.db import Database, connection_of
+from onceonly.db import Database, ReadOnlySession, connection_of
 from onceonly.kit.identifiers import make_uscc
 
 
@@ -22,6 +21,8 @@ def table(db: Database) -> Iterator[Table]:
     t = Table(f"reading_probe_{uuid.uuid4().hex[:8]}", MetaData(), Column("n", Integer, primary_key=True),
               Column("s", Text))
     t.create(db.engine)
+    with db.session(write=True) as s:
+        s.execute(insert(t).values(n=1, s="甲"))
     yield t
     t.drop(db.engine)
 
@@ -36,76 +37,65 @@ def _org(name: str) -> Organization:
                         number=1)
 
 
-def test_connection_statements_and_orm_writes_commit_together(db: Database, table: Table) -> None:
-    name = f"读写同事务-{uuid.uuid4().hex[:6]}"
+def test_the_connection_and_the_orm_read_together_without_starting_the_orm(db: Database, table: Table) -> None:
     with db.reading() as s:
         conn = connection_of(s)
         assert not s.in_transaction()  # nothing of the ORM's machinery yet
-        conn.execute(insert(table).values(n=1, s="甲"))
-        s.add(_org(name))
-        s.flush()
-        assert s.execute(select(func.count()).select_from(table)).scalar_one() == 1  # the ORM sees the row
+        assert conn.execute(select(table.c.s)).scalar_one() == "甲"
+        assert s.execute(select(func.count()).select_from(table)).scalar_one() == 1
+        assert s.scalar(select(func.count()).select_from(Organization)) is not None
         assert connection_of(s) is conn
+
+
+def test_a_commit_elsewhere_between_two_reads_is_seen_on_postgresql_but_not_on_sqlite(
+        db: Database, table: Table) -> None:
+    with db.reading() as s:
+        conn = connection_of(s)
+        assert conn.execute(select(table.c.s).where(table.c.n == 1)).scalar_one() == "甲"
+        with db.session(write=True) as other:
+            other.execute(update(table).where(table.c.n == 1).values(s="乙"))
+        seen = conn.execute(select(table.c.s).where(table.c.n == 1)).scalar_one()
+    assert seen == ("甲" if db.is_sqlite else "乙")  # SQLite: one snapshot; PostgreSQL: statement by statement
+
+
+@pytest.mark.parametrize("write", ["orm-add", "orm-insert", "orm-update", "orm-delete"])
+def test_a_write_through_the_session_is_refused_and_nothing_is_written(
+        db: Database, table: Table, write: str) -> None:
+    name = f"只读-{uuid.uuid4().hex[:6]}"
+    with pytest.raises(ReadOnlySession), db.reading() as s:
+        if write == "orm-add":
+            s.add(_org(name))
+            s.flush()
+        elif write == "orm-insert":
+            s.execute(insert(table).values(n=2, s="丙"))
+        elif write == "orm-update":
+            s.execute(update(table).values(s="改"))
+        else:
+            s.execute(table.delete())
     assert _count(db, table) == 1
     with db.session() as s:
-        assert s.scalar(select(Organization).where(Organization.name == name)) is not None
+        assert s.execute(select(table.c.s)).scalar_one() == "甲"
+        assert s.scalar(select(Organization).where(Organization.name == name)) is None
 
 
-def test_an_error_rolls_back_both(db: Database, table: Table) -> None:
-    name = f"回滚-{uuid.uuid4().hex[:6]}"
-    with pytest.raises(RuntimeError, match="boom"), db.reading() as s:
-        connection_of(s).execute(insert(table).values(n=2, s="乙"))
-        s.add(_org(name))
-        s.flush()
-        raise RuntimeError("boom")
-    assert _count(db, table) == 0
+def test_an_unflushed_orm_change_is_dropped_at_the_end(db: Database) -> None:
+    name = f"末尾丢弃-{uuid.uuid4().hex[:6]}"
+    with db.reading() as s:
+        s.add(_org(name))  # never flushed: nothing to refuse, nothing written
     with db.session() as s:
         assert s.scalar(select(Organization).where(Organization.name == name)) is None
 
 
-def test_an_unflushed_orm_change_is_committed_at_the_end(db: Database) -> None:
-    name = f"末尾提交-{uuid.uuid4().hex[:6]}"
+def test_an_error_inside_leaves_the_connection_clean_for_the_next_call(db: Database, table: Table) -> None:
+    with pytest.raises(RuntimeError, match="boom"), db.reading() as s:
+        connection_of(s).execute(select(table.c.s)).all()
+        raise RuntimeError("boom")
     with db.reading() as s:
-        s.add(_org(name))
-    with db.session() as s:
-        assert s.scalar(select(Organization).where(Organization.name == name)) is not None
+        assert connection_of(s).execute(select(table.c.s)).scalar_one() == "甲"
 
 
 def test_a_plain_session_answers_connection_of_with_its_own_connection(db: Database, table: Table) -> None:
     with db.session(write=True) as s:
-        connection_of(s).execute(insert(table).values(n=3, s="丙"))
-        assert s.execute(select(table.c.s)).scalar_one() == "丙"
-    assert _count(db, table) == 1
-
-
-def test_a_rollback_inside_then_more_writes_commits_those_writes(db: Database, table: Table) -> None:
-    """As with `Database.session`: what was rolled back is gone, what came after commits."""
-    name = f"撤回-{uuid.uuid4().hex[:6]}"
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with db.reading() as s:
-            s.add(_org(name))
-            s.flush()  # the session now takes part in the transaction
-            connection_of(s).execute(insert(table).values(n=10, s="撤回"))
-            s.rollback()
-            connection_of(s).execute(insert(table).values(n=11, s="保留"))
-        with db.session() as s:
-            assert s.execute(select(table.c.n)).scalars().all() == [11]
-            assert s.scalar(select(Organization).where(Organization.name == name)) is None
-
-
-def test_a_conflict_at_the_final_flush_commits_nothing(db: Database, table: Table) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with db.session(write=True) as s:
-            s.add(_org("已有"))
-        code = _last_org_code(db)
-        with pytest.raises(IntegrityError), db.reading() as s:
-            connection_of(s).execute(insert(table).values(n=12, s="随之回滚"))
-            s.add(Organization(code=code, name="重复代码", region="341800", number=1))
-    assert _count(db, table) == 0
-
-
-def _last_org_code(db: Database) -> str:
-    with db.session() as s:
-        return str(s.scalar(select(Organization.code).order_by(Organization.id.desc()).limit(1)))
+        connection_of(s).execute(insert(table).values(n=3, s="丁"))
+        assert s.execute(select(table.c.s).where(table.c.n == 3)).scalar_one() == "丁"
+    assert _count(db, table) == 2

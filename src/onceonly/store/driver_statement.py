@@ -67,8 +67,9 @@ class DriverStatement:
     def first(self, conn: Connection, values: Mapping[str, Any]) -> dict[str, Any] | None:
         """The first row as a dict of typed values (None if there is none), in the connection's
         current transaction."""
-        row, description = driver_fetchone(conn, self.sql, self.bound(values))
-        if not self.results:
+        described = bool(self.results)
+        row, description = driver_run(conn, self.sql, self.bound(values), fetch=True, describe=not described)
+        if not described:  # psycopg builds the description anew each time it is asked for
             self.results.append(tuple(t.result_processor(self.dialect, d[1])
                                       for t, d in zip(self.types, description, strict=True)))
         if row is None:
@@ -108,29 +109,48 @@ def driver_fetchone(conn: Connection, sql: str, params: Any = ()) -> tuple[Any, 
     None, cursor description). Driver errors come out as SQLAlchemy's (OperationalError,
     DataError, …, as the app's error handlers expect), and a lost connection is invalidated so
     the pool does not hand it out again — what SQLAlchemy's own execution would have done."""
-    return driver_run(conn, sql, params, fetch=True)
+    return driver_run(conn, sql, params, fetch=True, describe=True)
 
 
-def driver_run(conn: Connection, sql: str, params: Any = (), *, many: bool = False,
-               fetch: bool = False) -> tuple[Any, Any]:
+_CURSOR_KEY = "onceonly.cursor"
+
+
+def driver_run(conn: Connection, sql: str, params: Any = (), *, many: bool = False, fetch: bool = False,
+               describe: bool = False) -> tuple[Any, Any]:
     """`driver_fetchone`, or (`many`) one statement run once per parameter set; without
-    `fetch`, (None, None)."""
+    `fetch`, (None, None); without `describe`, no description.
+
+    On PostgreSQL the connection keeps one cursor between statements: a psycopg cursor copies
+    the connection's adapters when it is made, and its results are already fetched, so it holds
+    nothing on the server. A SQLite cursor is closed after each statement, which resets a
+    statement not stepped to its end (it would keep its read snapshot)."""
     raw = conn.connection.driver_connection
     assert raw is not None
+    keep = conn.dialect.name == "postgresql"
     cur = None
     try:
-        cur = raw.cursor()
+        if keep:
+            kept = conn.connection.info.get(_CURSOR_KEY)
+            cur = kept[1] if kept is not None and kept[0] is raw and not kept[1].closed else None
+        if cur is None:
+            cur = raw.cursor()
+            if keep:
+                conn.connection.info[_CURSOR_KEY] = (raw, cur)
         if many:
             cur.executemany(sql, params)
         else:
             cur.execute(sql, params)
-        return (cur.fetchone(), cur.description) if fetch else (None, None)
+        if not fetch:
+            return None, None
+        return cur.fetchone(), (cur.description if describe else None)
     except conn.dialect.loaded_dbapi.Error as exc:
+        keep = False  # a cursor that failed is not kept
+        conn.connection.info.pop(_CURSOR_KEY, None)
         lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cur)
         if lost:
             conn.invalidate(exc)
         raise DBAPIError.instance(sql, params, exc, conn.dialect.loaded_dbapi.Error, connection_invalidated=lost,
                                   dialect=conn.dialect) from exc
     finally:
-        if cur is not None:
+        if cur is not None and not keep:
             cur.close()
