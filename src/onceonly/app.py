@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from onceonly import __version__
 from onceonly.db import Database
 from onceonly.errors import PlatformError
+from onceonly.kit.memory import serving
 from onceonly.settings import Settings, get_settings
 
 log = logging.getLogger("onceonly")
@@ -179,7 +180,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     from onceonly.exchange.webhooks import start_delivery
 
     deliveries = start_delivery(app.state.settings, app.state.db, app.state.secret)  # webhook worker thread
-    yield
+    with serving():  # the cycle collector kept out of the requests' way
+        yield
     if deliveries is not None:
         deliveries.stop()
 
