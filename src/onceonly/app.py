@@ -90,6 +90,7 @@ def _install_errors(app: FastAPI) -> None:
         return _problem(500, "Internal error", "an unexpected error occurred; it has been logged")
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 _LABELS: dict[int, tuple[object, str]] = {}  # id(route) → (route, its label): a route's prefix never changes
 
 
@@ -144,7 +145,8 @@ class _Measured:
         try:
             await self.app(scope, receive, sending)
         finally:
-            method, path = scope["method"], _route_label(scope)
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"  # client-chosen: bounded
+            path = _route_label(scope)
             key = (method, path, status)
             children = self.children.get(key)
             if children is None:  # label values are bounded: methods, route templates, statuses

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, text
-from sqlalchemy.exc import ArgumentError, DisconnectionError, OperationalError
+from sqlalchemy.exc import ArgumentError, InvalidatePoolError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -113,18 +113,19 @@ def _mark_used(_dbapi_conn: Any, record: Any) -> None:
 
 def _ping_if_idle(dialect: Any, dbapi_conn: Any, record: Any) -> None:
     """`pool_pre_ping`, for a connection that has rested: pinging every checkout was a round
-    trip in five of an exchange call. A connection back in the pool within PING_AFTER_IDLE was
-    working then; if the server went away since, the statement fails as a disconnect and
-    SQLAlchemy invalidates the whole pool, so only that statement's request fails. A failed
-    ping makes the pool replace the connection (up to three times) before handing it out."""
+    trip in five of an exchange call. A connection back in the pool within PING_AFTER_IDLE is
+    trusted; if the server went away since, its next statement fails as a disconnect and every
+    connection of the pool opened before is replaced, so the calls in flight then fail and the
+    next ones succeed. A failed ping replaces the pool's connections the same way (as
+    `pool_pre_ping` does) before one is handed out."""
     if time.monotonic() - record.info.get(_USED, 0.0) < PING_AFTER_IDLE:
         return
     try:
         alive = dialect.do_ping(dbapi_conn)  # as pool_pre_ping does: leaves no transaction open
     except Exception as exc:  # any failure: the connection is not handed out
-        raise DisconnectionError(f"a pooled connection failed its ping: {type(exc).__name__}") from exc
+        raise InvalidatePoolError(f"a pooled connection failed its ping: {type(exc).__name__}") from exc
     if not alive:
-        raise DisconnectionError("a pooled connection failed its ping")
+        raise InvalidatePoolError("a pooled connection failed its ping")
 
 
 def check_connection(engine: Engine) -> None:

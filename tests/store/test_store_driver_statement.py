@@ -161,6 +161,49 @@ def test_a_failed_insert_on_the_driver_is_sqlalchemys_integrity_error_and_rolls_
         table.drop(db.engine)
 
 
+def test_a_statement_on_a_connection_with_no_transaction_begins_one_that_sqlalchemy_ends(db: Database) -> None:
+    """As `Connection.execute` does: what it wrote is rolled back with the connection."""
+    table = _probe(db)
+    try:
+        with db.engine.connect() as conn:
+            assert not conn.in_transaction()
+            add = DriverStatement.build(insert(table).values(n=bindparam("v_n")), conn.dialect, ["v_n"])
+            add.execute(conn, {"v_n": 1})
+            assert conn.in_transaction()
+            conn.rollback()
+            add.execute(conn, {"v_n": 2})
+            conn.commit()
+        with db.session() as s:
+            assert s.execute(select(table.c.n)).scalars().all() == [2]
+    finally:
+        table.drop(db.engine)
+
+
+def test_postgresql_keeps_a_cursor_for_later_checkouts_and_drops_it_after_an_error(db: Database) -> None:
+    """SQLite closes its cursor after each statement (a statement not stepped to its end would
+    keep its read snapshot), so it never keeps one."""
+    eng = make_engine(db.url, pool_size=1, max_overflow=0)
+    kept_on = not db.is_sqlite
+    try:
+        with eng.connect() as conn:
+            assert driver_fetchone(conn, "SELECT 1")[0] == (1,)
+            kept = conn.connection.info.get("onceonly.cursor")
+            assert (kept is not None) is kept_on
+        with eng.connect() as conn:
+            assert driver_fetchone(conn, "SELECT 2")[0] == (2,)
+            if kept_on:
+                assert kept is not None and conn.connection.info["onceonly.cursor"][1] is kept[1]
+            with pytest.raises(DBAPIError):
+                driver_fetchone(conn, "SELECT * FROM no_such_table_here")
+            assert "onceonly.cursor" not in conn.connection.info
+            conn.rollback()
+            assert driver_fetchone(conn, "SELECT 3")[0] == (3,)
+            if kept_on:
+                assert kept is not None and conn.connection.info["onceonly.cursor"][1] is not kept[1]
+    finally:
+        eng.dispose()
+
+
 def test_a_parameter_the_statement_lacks_is_refused_at_build(db: Database, table: Table) -> None:
     with db.session() as s, pytest.raises(ValueError, match="no parameter k"):
         DriverStatement.build(select(table.c.n).where(table.c.n == bindparam("key")), s.connection().dialect, ["k"])

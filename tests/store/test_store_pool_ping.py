@@ -51,8 +51,12 @@ def test_a_pinged_connection_is_handed_out_outside_any_transaction(
     import psycopg.pq
 
     _pid(engine)
+    pings: list[object] = []
+    real = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping", lambda c: pings.append(c) or real(c))
     monkeypatch.setattr(dbmod, "PING_AFTER_IDLE", 0.0)
     with engine.connect() as conn:
+        assert len(pings) == 1
         assert conn.connection.driver_connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
         assert conn.execute(text("SELECT 1")).scalar_one() == 1
@@ -67,3 +71,28 @@ def test_a_connection_busy_a_moment_ago_is_not_pinged_and_a_death_costs_one_stat
         conn.execute(text("SELECT 1"))
     assert info.value.connection_invalidated
     assert _pid(engine) != first  # the next checkout has a working connection
+
+
+def test_a_connection_lost_on_the_driver_replaces_the_whole_pool(pg_database: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server restart seen by a driver statement (store/driver_statement.py) costs one
+    statement, not one per pooled connection: as SQLAlchemy's own execution does."""
+    from onceonly.store.driver_statement import driver_fetchone
+
+    monkeypatch.setattr(dbmod, "PING_AFTER_IDLE", 3600.0)
+    eng = make_engine(pg_database, pool_size=2, max_overflow=0)
+    try:
+        a, b = eng.connect(), eng.connect()
+        pids = [int(c.execute(text("SELECT pg_backend_pid()")).scalar_one()) for c in (a, b)]
+        a.close()
+        b.close()
+        for pid in pids:
+            _kill(eng, pid)
+        with eng.connect() as conn, pytest.raises(DBAPIError) as info:
+            driver_fetchone(conn, "SELECT 1")
+        assert info.value.connection_invalidated
+        for _ in range(2):  # both pooled connections were replaced, not only the one that failed
+            with eng.connect() as conn:
+                assert driver_fetchone(conn, "SELECT 1")[0] == (1,)
+    finally:
+        eng.dispose()

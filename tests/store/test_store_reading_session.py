@@ -99,3 +99,32 @@ def test_a_plain_session_answers_connection_of_with_its_own_connection(db: Datab
         connection_of(s).execute(insert(table).values(n=3, s="丁"))
         assert s.execute(select(table.c.s).where(table.c.n == 3)).scalar_one() == "丁"
     assert _count(db, table) == 2
+
+
+def test_reads_are_one_transaction_on_sqlite_autocommit_on_postgresql_and_the_pool_gets_the_connection_back_clean(
+        db: Database, table: Table) -> None:
+    with db.reading() as s:
+        raw = connection_of(s).connection.driver_connection
+        connection_of(s).execute(select(table.c.s)).all()
+        if db.is_sqlite:
+            assert raw.in_transaction  # the deferred BEGIN: one snapshot for every statement
+        else:
+            import psycopg.pq
+
+            assert raw.autocommit is True
+            assert raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE  # no BEGIN was sent
+    if db.is_sqlite:
+        assert not raw.in_transaction
+    else:
+        assert raw.autocommit is False  # reset on its way back to the pool, so writers stay atomic
+
+
+def test_the_audit_chain_is_not_appended_in_a_reading_session(db: Database) -> None:
+    from onceonly.audit.service import append, append_in, entry
+
+    record = entry("call", system="probe", status=200)
+    with pytest.raises(ReadOnlySession), db.reading() as s:
+        append_in(s, [record])
+    if not db.is_sqlite:
+        with pytest.raises(ReadOnlySession), db.reading() as s:
+            append(connection_of(s), [record])

@@ -43,10 +43,10 @@ def normalize_detail(value: Any, depth: int = 0) -> Any:
     """JSON with only objects, arrays, strings, booleans, null and safe integers. Anything else
     (floats, large integers, dates, Decimals, …) becomes its text, so every implementation
     serializes it the same way."""
-    if type(value) is str:  # the commonest case first: a detail is mostly names and short texts
-        return value if value.isascii() and "\x00" not in value else clean_text(value)
     if depth > _MAX_DEPTH:
         return clean_text(repr(value), 1000)
+    if type(value) is str:  # the commonest case: a detail is mostly names and short texts
+        return value if value.isascii() and "\x00" not in value else clean_text(value)
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):

@@ -20,7 +20,7 @@ from onceonly.accounts.actor import Actor
 from onceonly.audit.canonical import clean_text, normalize_detail, record_hash, signed_bytes
 from onceonly.audit.keys import KeyPair
 from onceonly.audit.models import AuditAnchor, AuditCheckpoint, AuditHead, AuditRecord
-from onceonly.db import utcnow
+from onceonly.db import READ_ONLY_KEY, ReadOnlySession, utcnow
 from onceonly.errors import ConfigError, Conflict, PlatformError, ValidationFailed
 from onceonly.store.driver_statement import statement
 
@@ -98,7 +98,10 @@ def append(conn: Connection, entries: Sequence[Mapping[str, Any]], *, clock: Cal
 
     The time is read after the head is locked, so times never go backwards along the chain
     (one clock). With a signer, a checkpoint is added once `checkpoint_every` records have
-    passed since the last one."""
+    passed since the last one. Refused on a connection in autocommit (a `Database.reading`
+    one on PostgreSQL): the head lock would not be held and the records not commit together."""
+    if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        raise ReadOnlySession("the audit chain is appended in a transaction, not in autocommit")
     head = lock_head(conn)
     now = clock()
     seq, prev = head.seq, head.hash
@@ -138,7 +141,10 @@ def record_staff_action(session: Session, *, actor: Actor, action: str, target: 
 
 def append_in(session: Session, entries: Sequence[Mapping[str, Any]], *, signer: KeyPair | None = None,
               checkpoint_every: int = 0) -> tuple[int, int]:
-    """`append` in a session's transaction (which then holds the head until it ends)."""
+    """`append` in a session's transaction (which then holds the head until it ends); never in
+    a `Database.reading` session, which writes nothing."""
+    if session.info.get(READ_ONLY_KEY):
+        raise ReadOnlySession("a Database.reading() session does not write (audit record)")
     return append(session.connection(), entries, signer=signer, checkpoint_every=checkpoint_every)
 
 

@@ -194,7 +194,8 @@ def add_usage(session: Session | Connection, grant_id: int, period: str, bucket:
     values = {"g": grant_id, "p": period, "b": bucket, "c": calls, "r": records}
     if isinstance(session, Connection):
         got = statement(session, "usage-add", lambda: _add_usage_statement(session), values).first(session, values)
-        assert got is not None  # an upsert returns its row
+        if got is None:
+            raise RuntimeError("the usage upsert returned no row")
         return int(got["calls"]), int(got["records"])
     row = session.execute(_add_usage_statement(session), values).one()
     return int(row[0]), int(row[1])

@@ -41,8 +41,8 @@ def token(session: Session) -> int:
     """The epoch token as this transaction sees it: read once per transaction, again after the
     transaction has written anything through the session (which may have changed it)."""
     conn = connection_of(session)
-    # The ORM's transaction too: in a `Database.reading` session it may commit (and so may
-    # have written) within the connection's one.
+    # The ORM's transaction too: in a plain session (staff changes) it may have committed, and
+    # so written, since the token was read.
     transactions = (conn.get_transaction(), session.get_transaction())
     memo = session.info.get(_MEMO)
     if memo is not None and transactions[0] is not None and memo[0] == transactions:

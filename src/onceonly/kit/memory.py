@@ -96,6 +96,8 @@ def settle_for_bulk_work() -> None:
 
 
 SERVER_GC_THRESHOLD = 10_000
+_serving = 0
+_serving_saved: tuple[tuple[int, int, int], bool] | None = None
 
 
 @contextmanager
@@ -106,18 +108,25 @@ def serving() -> Iterator[None]:
     thresholds a young collection ran every other request, and the full ones walked the whole
     heap of imports, routes and ORM mappings: measured, about 8 % of the server's CPU under
     load. What start-up built is frozen (never walked again) and a young collection waits for
-    10,000 net new containers. Cycles are still collected. On exit (the lifespan's end; tests
-    start many apps in one process) the settings are restored and the heap unfrozen, unless
-    something else had frozen it before."""
-    saved = gc.get_threshold()
-    gc.collect()
-    froze = gc.get_freeze_count() == 0
-    if froze:
-        gc.freeze()
-    gc.set_threshold(max(SERVER_GC_THRESHOLD, saved[0]), *saved[1:])
+    10,000 net new containers. Cycles are still collected. Apps of one process (tests start
+    many) share the settings: the first to start changes them, the last to stop restores them
+    and unfreezes the heap, unless something else had frozen it before."""
+    global _serving, _serving_saved
+    with _GC_LOCK:
+        _serving += 1
+        if _serving == 1:
+            gc.collect()
+            _serving_saved = (gc.get_threshold(), gc.get_freeze_count() == 0)
+            if _serving_saved[1]:
+                gc.freeze()
+            gc.set_threshold(max(SERVER_GC_THRESHOLD, _serving_saved[0][0]), *_serving_saved[0][1:])
     try:
         yield
     finally:
-        gc.set_threshold(*saved)
-        if froze:
-            gc.unfreeze()
+        with _GC_LOCK:
+            _serving -= 1
+            if _serving == 0 and _serving_saved is not None:
+                gc.set_threshold(*_serving_saved[0])
+                if _serving_saved[1]:
+                    gc.unfreeze()
+                _serving_saved = None

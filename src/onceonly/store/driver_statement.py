@@ -123,7 +123,12 @@ def driver_run(conn: Connection, sql: str, params: Any = (), *, many: bool = Fal
     On PostgreSQL the connection keeps one cursor between statements: a psycopg cursor copies
     the connection's adapters when it is made, and its results are already fetched, so it holds
     nothing on the server. A SQLite cursor is closed after each statement, which resets a
-    statement not stepped to its end (it would keep its read snapshot)."""
+    statement not stepped to its end (it would keep its read snapshot).
+
+    Like `Connection.execute`, it begins the connection's transaction if none is open, so
+    SQLAlchemy commits or rolls back what it runs."""
+    if not conn.in_transaction():
+        conn.begin()
     raw = conn.connection.driver_connection
     assert raw is not None
     keep = conn.dialect.name == "postgresql"
@@ -147,10 +152,15 @@ def driver_run(conn: Connection, sql: str, params: Any = (), *, many: bool = Fal
         keep = False  # a cursor that failed is not kept
         conn.connection.info.pop(_CURSOR_KEY, None)
         lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cur)
-        if lost:
+        if lost:  # as SQLAlchemy does: every connection opened before is replaced, then this one
+            conn.engine.pool._invalidate(conn.connection, exc)
             conn.invalidate(exc)
         raise DBAPIError.instance(sql, params, exc, conn.dialect.loaded_dbapi.Error, connection_invalidated=lost,
                                   dialect=conn.dialect) from exc
+    except BaseException:
+        keep = False  # interrupted: the cursor's state is unknown
+        conn.connection.info.pop(_CURSOR_KEY, None)
+        raise
     finally:
         if cur is not None and not keep:
             cur.close()
