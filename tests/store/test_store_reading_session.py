@@ -128,3 +128,32 @@ def test_the_audit_chain_is_not_appended_in_a_reading_session(db: Database) -> N
     if not db.is_sqlite:
         with pytest.raises(ReadOnlySession), db.reading() as s:
             append(connection_of(s), [record])
+
+
+def test_a_kept_connection_serves_the_same_threads_next_call_and_only_one_is_kept(db: Database, table: Table) -> None:
+    """`reading(keep=True)` (SQLite calls read on the event loop): the thread's next call takes
+    the same connection instead of a pool checkout; another thread's kept connection replaces
+    it, so however many threads keep, at most one connection stays out of the pool. PostgreSQL
+    ignores it (its connections belong to the pool's threads)."""
+    import threading
+
+    def conn_of_a_call() -> object:
+        with db.reading(keep=True) as s:
+            assert connection_of(s).execute(select(table.c.s)).scalar_one() == "甲"
+            return connection_of(s)
+
+    first, second = conn_of_a_call(), conn_of_a_call()
+    assert (first is second) is db.is_sqlite
+    with pytest.raises(RuntimeError, match="boom"), db.reading(keep=True):
+        raise RuntimeError("boom")  # a denial inside: the connection is still clean, still kept
+    assert (conn_of_a_call() is first) is db.is_sqlite
+
+    for _ in range(30):  # more threads than the pool has connections: none waits for one
+        worker = threading.Thread(target=conn_of_a_call)
+        worker.start()
+        worker.join(timeout=30)
+        assert not worker.is_alive()
+    assert db.engine.pool.checkedout() <= (1 if db.is_sqlite else 0)
+    assert conn_of_a_call() is not first  # this thread's was replaced by another thread's
+    db.dispose()  # the kept one goes back too
+    assert db.engine.pool.checkedout() == 0

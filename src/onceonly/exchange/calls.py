@@ -235,18 +235,19 @@ def problem_detail(exc: BaseException) -> dict[str, Any]:
 
 
 def handle(ctx: Context, work: Callable[[Context], Response | Prepared], *,
-           audit_denial: bool = True) -> Response | Prepared:
-    """Authenticate, run `work`, and audit whatever denial comes out of either (unless the
-    caller does: `run` on the event loop)."""
+           on_loop: bool = False) -> Response | Prepared:
+    """Authenticate, run `work`, and audit whatever denial comes out of either — unless it runs
+    `on_loop` (`run` then audits the denial without blocking the loop, and the event loop's
+    thread keeps its connection between calls)."""
     try:
-        with ctx.db.reading() as session:
+        with ctx.db.reading(keep=on_loop) as session:
             ctx.session = session
             ctx.authenticate(session)
             return work(ctx)
     except AuditUnavailable:
         raise  # the record could not be written: nothing more to write it with
     except Exception as exc:
-        if audit_denial:
+        if not on_loop:
             ctx.deny(exc)
         raise
 
@@ -263,7 +264,7 @@ async def run(db: Database, call: Call, work: Callable[[Context], Response | Pre
     ctx = Context(db, call)
     try:
         if db.is_sqlite and call.mode != "bulk" and not signing.sent(call.request.headers):
-            outcome = handle(ctx, work, audit_denial=False)
+            outcome = handle(ctx, work, on_loop=True)
         else:
             outcome = await to_thread.run_sync(handle, ctx, work)  # audits its denials in that thread
         if isinstance(outcome, Response):
