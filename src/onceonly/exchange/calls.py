@@ -52,7 +52,8 @@ QUOTA_HEADER = "X-OnceOnly-Quota-Remaining"
 def purpose_of(request: Request) -> str | None:
     """The purpose header as text: UTF-8 sent raw (Starlette reads header bytes as Latin-1) or
     percent-encoded."""
-    raw = request.headers.get(PURPOSE_HEADER)
+    headers = request.headers
+    raw = headers.get(PURPOSE_HEADER) if PURPOSE_HEADER in headers else None  # absent: no KeyError raised
     if not raw:
         return None
     with contextlib.suppress(UnicodeError):
