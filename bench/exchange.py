@@ -17,10 +17,14 @@ client) keeping --concurrency connections busy on loopback for --seconds after a
   immutable mode (one process: Datasette has no workers option) — SQLite only;
 - (c) a bare Starlette endpoint doing the same primary-key lookup and nothing else (uvicorn,
   2 workers; sqlite3 or psycopg);
+- (d) the floor: the least work an audited lookup must do (key, row, masking, a durable SM3-chained
+  audit record and usage counters by group commit), straight on Starlette and the driver
+  (bench/exchange_floor.py, uvicorn, 2 workers) — not a target: it shows how close to (c) any
+  implementation of the call can come in this stack;
 - verify: `POST /api/v1/exchange/{service}/verify` with 1,000-record batches (--verify-concurrency);
 - export: `GET /api/v1/exchange/{service}/export?format=csv`, all N rows, timed to the last byte.
 
-Keys are drawn uniformly at random from the loaded rows; a, b and c walk the same sequence.
+Keys are drawn uniformly at random from the loaded rows; a, b, c and d walk the same sequence.
 After (a) and verify it checks that every answered call has its audit record. Prints a table,
 the targets as met/MISSED, and as its LAST line one JSON object with every figure.
 """
@@ -48,6 +52,7 @@ from exchange_servers import (
     datasette_server,
     datasette_venv,
     datasette_versions,
+    floor_server,
     http_get,
     http_post,
     json_body,
@@ -67,6 +72,7 @@ from exchange_setup import (
 )
 
 from ingest import DEFAULT_ROWS, DEFAULT_SEED, code_version, ensure_csv
+from onceonly.kit.crypto import sm3_hex
 
 # Targets of the issue.
 TARGET_A_B = 1.0
@@ -294,9 +300,21 @@ def run_backend(backend: str, url: str, args: argparse.Namespace, ctx: dict[str,
         target = Target(st.base_url, "/records/", keys_file=ctx["keys"])
         out["c"] = measure(client, st, f"{backend} c starlette", target, **load)
 
+    floor = {"key_sm3": sm3_hex(world["key"]), "system": world["system"], "org": world["org"],
+             "service": services["api"], "masking": json.dumps(MASKING)}
+    fl = floor_server(dsn, world["table"], world["key_field"], world["fields"], floor, work)
+    with running(fl):
+        check_onceonly_record(fl, services["api"], first["citizen_id"], auth, first)
+        target = Target(fl.base_url, f"{DATA_PLANE}/{services['api']}/records/", headers=tuple(auth.items()),
+                        keys_file=ctx["keys"])
+        out["d"] = measure(client, fl, f"{backend} d floor", target, **load)
+
     a = out.get("a")
     out["ratio_a_b"] = round(a["req_per_s"] / out["b"]["req_per_s"], 3) if a and "b" in out else None
     out["ratio_a_c"] = round(a["req_per_s"] / out["c"]["req_per_s"], 3) if a else None
+    d = out.get("d")
+    out["ratio_a_d"] = round(a["req_per_s"] / d["req_per_s"], 3) if a and d else None
+    out["ratio_d_c"] = round(d["req_per_s"] / out["c"]["req_per_s"], 3) if d else None
     out["targets"] = targets(out)
     return out
 
@@ -358,14 +376,14 @@ def run_postgresql(args: argparse.Namespace, ctx: dict[str, Any], info: dict[str
 def report(results: dict[str, Any], info: dict[str, Any], args: argparse.Namespace) -> None:
     lines = []
     labels = {"a": "(a) onceonly api", "b": "(b) datasette row", "c": "(c) starlette bare",
-              "a_serial": "(a) onceonly api", "verify": f"verify x{VERIFY_BATCH:,}"}
+              "d": "(d) floor: least audited call", "a_serial": "(a) onceonly api",
+              "verify": f"verify x{VERIFY_BATCH:,}"}
     for backend, res in results.items():
         for part, label in labels.items():
             r = res.get(part)
             if not r:
                 continue
-            ratio = (None if part not in ("b", "c") or not res.get("a")
-                     else res["ratio_a_b"] if part == "b" else res["ratio_a_c"])
+            ratio = None if part not in ("b", "c", "d") or not res.get("a") else res[f"ratio_a_{part}"]
             lines.append([backend, label, r["connections"], r["req_per_s"], r["p50_ms"], r["p99_ms"], r["ok"],
                           r["non_2xx"], r["errors"], r["server_cpu_ms_per_request"], ratio])
     print(f"{args.rows:,} persons; {info['cpus']} CPUs {info['cpu']}; Python {info['python']}, SQLite {info['sqlite']}"
@@ -383,6 +401,9 @@ def report(results: dict[str, Any], info: dict[str, Any], args: argparse.Namespa
             print(f"audit {backend} {name}: {audit['answered_200']:,} answered 200, {audit['audit_records']:,} "
                   f"audit records written ({audit['missing']} missing, {audit['in_flight_at_stop']} answered after "
                   "the client stopped counting)")
+        if res.get("d"):
+            print(f"floor {backend}: (d) / (c) = {res['ratio_d_c']}: the least work an audited call must do keeps "
+                  f"this share of a bare lookup's rate; (a) runs at {res['ratio_a_d']} of (d)")
         for name, ok in res["targets"].items():
             print(f"target {backend} {name}: {'n/a' if ok is None else 'met' if ok else 'MISSED'}")
         for note in res["notes"]:
@@ -439,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     info["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
     servers = {"onceonly": f"uvicorn onceonly.app:create_app --factory --workers {WORKERS} --no-access-log",
                "starlette": f"uvicorn exchange_starlette:app --workers {WORKERS} --no-access-log",
+               "floor": f"uvicorn exchange_floor:app --workers {WORKERS} --no-access-log",
                "datasette": "datasette serve -i FILE " + " ".join(f"--setting {k} {v}"
                                                                    for k, v in DATASETTE_SETTINGS.items())}
     report(results, info, args)

@@ -150,6 +150,17 @@ def starlette_server(dsn: str, table: str, key: str, columns: Sequence[str], wor
                   "/healthz", work / f"starlette-{port}.log")
 
 
+def floor_server(dsn: str, table: str, key: str, columns: Sequence[str], floor: dict[str, str], work: Path) -> Server:
+    """The floor of bench/exchange_floor.py, its tables made first (in a process of its own:
+    the module reads its configuration from the environment)."""
+    env = _base_env() | {"BENCH_DSN": dsn, "BENCH_TABLE": table, "BENCH_KEY": key, "BENCH_COLUMNS": ",".join(columns),
+                         **{f"FLOOR_{name.upper()}": value for name, value in floor.items()}}
+    subprocess.run([sys.executable, str(BENCH / "exchange_floor.py"), "prepare"], env=env, cwd=BENCH, check=True)
+    port = free_port()
+    return Server("floor", _uvicorn("exchange_floor:app", port, "--app-dir", str(BENCH)), env, port,
+                  "/healthz", work / f"floor-{port}.log")
+
+
 # --- Datasette -----------------------------------------------------------------------------------
 
 DATASETTE_SETTINGS = {  # Datasette's defaults, spelled out; facet suggestions are for table pages only

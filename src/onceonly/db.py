@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -9,13 +12,16 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, text
+from sqlalchemy import URL, Connection, DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.exc import ArgumentError, InvalidatePoolError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from onceonly.errors import ConfigError
 from onceonly.settings import Settings, mask_url
+
+log = logging.getLogger("onceonly.db")
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -129,6 +135,60 @@ def _ping_if_idle(dialect: Any, dbapi_conn: Any, record: Any) -> None:
         raise InvalidatePoolError("a pooled connection failed its ping")
 
 
+def on_this_host(url: URL) -> bool:
+    """Whether the database answers from this host: SQLite, or PostgreSQL over a unix socket or
+    loopback. Its reads then take tens of microseconds, less than handing a call to a worker
+    thread and back; a server across the network is waited for in a worker thread instead, so
+    its round trips never hold the event loop. A server named by `hostaddr` or a service file
+    counts as remote (its address is not known here); so does a loopback proxy in front of a
+    remote server, which this cannot tell — set `exchange_reads_on_loop = "never"` for it."""
+    if url.get_backend_name() == "sqlite":
+        return True
+    if any(url.query.get(name) for name in ("hostaddr", "service")) or os.environ.get("PGHOSTADDR") \
+            or os.environ.get("PGSERVICE"):
+        return False
+    if url.host:
+        hosts = [url.host]
+    else:  # `?host=/run/postgresql` (a socket directory) or `?host=h1:5432&host=h2`, else libpq's default
+        given = url.query.get("host")
+        hosts = list(given) if isinstance(given, tuple) else (given or os.environ.get("PGHOST", "")).split(",")
+    return all(_local(host) for host in hosts)  # no host at all: libpq's unix socket
+
+
+def _local(host: str) -> bool:
+    host = host.strip()
+    if host.startswith("/") or host == "":
+        return True
+    if host.startswith("["):  # [::1]:5432
+        host = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:  # name:5432
+        host = host.split(":", 1)[0]
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# Reads on the event loop (PostgreSQL) run on connections of their own that give up rather
+# than hold the loop: a lock taken by a schema change (ALTER TABLE in a staff request, whose
+# commit the loop itself has to schedule), or a statement slower than any lookup should be.
+LOOP_LOCK_TIMEOUT_MS = 50
+LOOP_STATEMENT_TIMEOUT_MS = 500
+LOOP_POOL_TIMEOUT = 1.0  # seconds: the loop's own pool is never empty unless several loops share it
+LOOP_PAUSE = 5.0  # seconds calls read in worker threads after a read on the loop gave up
+_GAVE_UP = ("55P03", "57014")  # lock_not_available, query_canceled (statement_timeout)
+
+
+def _loop_timeouts(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute(f"SET lock_timeout = {LOOP_LOCK_TIMEOUT_MS}")
+    cur.execute(f"SET statement_timeout = {LOOP_STATEMENT_TIMEOUT_MS}")
+    cur.close()
+    dbapi_conn.commit()
+
+
 def check_connection(engine: Engine) -> None:
     """Fail with one line naming the setting when the database cannot be reached."""
     try:
@@ -161,8 +221,12 @@ class Database:
         # stale, so busy_timeout cannot help); taken up front, writers wait their turn instead.
         self._writer = self.engine.execution_options(**{SQLITE_BEGIN: "BEGIN IMMEDIATE"})
         self._reader = self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._kept: tuple[int, Connection] | None = None  # `reading(keep=True)`: (thread, connection)
+        self._kept: tuple[int, float, Connection] | None = None  # `reading(on_loop=True)`: (thread, when, conn)
         self._kept_lock = threading.Lock()
+        self._loop_engine: Engine | None = None  # PostgreSQL: the loop's own engine (made on first use)
+        self._loop_paused_until = 0.0
+        self.reads_on_loop = settings.exchange_reads_on_loop == "always" or (
+            settings.exchange_reads_on_loop == "auto" and on_this_host(self.engine.url))
 
     @property
     def is_sqlite(self) -> bool:
@@ -185,8 +249,38 @@ class Database:
         finally:
             session.close()
 
+    def loop_reads_now(self) -> bool:
+        """Whether an exchange call should read on the event loop now (`reads_on_loop`, unless a
+        read there gave up a moment ago: `loop_gave_up`)."""
+        return self.reads_on_loop and time.monotonic() >= self._loop_paused_until
+
+    def loop_gave_up(self, exc: BaseException) -> bool:
+        """Whether `exc` ended a read on the event loop that would have waited (a lock or statement
+        timeout of the loop's connections, or their pool empty). If so the call should run again
+        in a worker thread — it only read — and calls read in worker threads for LOOP_PAUSE
+        seconds, so a schema change in progress does not cost every call the timeout."""
+        code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+        if code not in _GAVE_UP and not isinstance(exc, PoolTimeout):
+            return False
+        if time.monotonic() >= self._loop_paused_until:
+            log.warning("a read on the event loop would have waited (%s): exchange calls read in worker threads "
+                        "for %.0f s", code or "pool empty", LOOP_PAUSE)
+        self._loop_paused_until = time.monotonic() + LOOP_PAUSE
+        return True
+
+    def _loop_reader(self) -> Engine:
+        """SQLite: the reader. PostgreSQL: an engine of the loop's own, in autocommit, whose
+        connections give up on a lock or a slow statement (LOOP_LOCK_TIMEOUT_MS, …)."""
+        if self.is_sqlite:
+            return self._reader
+        if self._loop_engine is None:
+            engine = make_engine(self.url, pool_size=1, max_overflow=8, pool_timeout=LOOP_POOL_TIMEOUT)
+            event.listen(engine, "connect", _loop_timeouts)
+            self._loop_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        return self._loop_engine
+
     @contextmanager
-    def reading(self, *, keep: bool = False) -> Iterator[Session]:
+    def reading(self, *, on_loop: bool = False) -> Iterator[Session]:
         """A read-only unit of work for the exchange data plane: a session opened on a
         connection already in its transaction. Statements run on `connection_of(session)` never
         start the ORM's own transaction machinery, which costs more than a cached record lookup
@@ -198,14 +292,16 @@ class Database:
         four round trips. Either way nothing is written: an ORM flush or a write through the
         session raises ReadOnlySession, and statements run on the connection must only read.
 
-        `keep` (SQLite, the calls read on the event loop): the connection is kept for the next
-        `reading(keep=True)` of the same thread instead of going back to the pool, which cost a
-        tenth of a cached record lookup. One is kept per database; another thread's takes its
-        place."""
-        keep = keep and self.is_sqlite
+        `on_loop` (the exchange calls that read on the event loop, `reads_on_loop`): the
+        connection comes from the loop's own engine (PostgreSQL: one that gives up on a lock or a
+        slow statement, see `loop_gave_up`) and is kept for the next `reading(on_loop=True)` of
+        the same thread instead of going back to the pool, which cost a tenth of a cached record
+        lookup. One is kept per database; another thread's takes its place, and one that rested
+        longer than PING_AFTER_IDLE is pinged before it is used again."""
+        keep = on_loop
         conn = self._take_kept() if keep else None
         if conn is None:
-            conn = self._reader.connect()
+            conn = (self._loop_reader() if on_loop else self._reader).connect()
         clean = False
         try:
             conn.begin()
@@ -233,24 +329,40 @@ class Database:
             kept, self._kept = self._kept, None
         if kept is None:
             return None
-        owner, conn = kept
-        if owner == threading.get_ident() and not conn.closed and not conn.invalidated:
-            return conn
-        conn.close()
-        return None
+        owner, when, conn = kept
+        if owner != threading.get_ident() or conn.closed or conn.invalidated:
+            conn.close()
+            return None
+        if time.monotonic() - when >= PING_AFTER_IDLE and not _alive(conn):  # as the pool's checkout does
+            conn.invalidate()
+            conn.close()
+            return None
+        return conn
 
     def _keep(self, conn: Connection) -> None:
         with self._kept_lock:
-            old, self._kept = self._kept, (threading.get_ident(), conn)
+            old, self._kept = self._kept, (threading.get_ident(), time.monotonic(), conn)
         if old is not None:
-            old[1].close()
+            old[2].close()
 
     def dispose(self) -> None:
         with self._kept_lock:
             kept, self._kept = self._kept, None
         if kept is not None:
-            kept[1].close()
+            kept[2].close()
+        if self._loop_engine is not None:
+            self._loop_engine.dispose()
         self.engine.dispose()
+
+
+def _alive(conn: Connection) -> bool:
+    raw = conn.connection.dbapi_connection
+    if raw is None:
+        return False
+    try:
+        return bool(conn.dialect.do_ping(raw))
+    except Exception:  # any failure: not handed out again
+        return False
 
 
 CONNECTION_KEY = "onceonly.connection"  # session.info of `Database.reading`: the connection it runs on

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
         default=180, description="audit records older than this may be pruned (`onceonly audit prune`); at least 180")
     audit_checkpoint_every: int = Field(
         default=1000, ge=1, le=10_000_000, description="sign an audit checkpoint after this many records")
+    exchange_reads_on_loop: Literal["auto", "always", "never"] = Field(
+        default="auto", description="exchange calls read on the event loop instead of a worker thread; auto: on SQLite "
+                                    "and on a PostgreSQL server of this host (unix socket or loopback)")
     exchange_webhook_allow_private: bool = Field(
         default=False, description="let webhooks target loopback and private addresses (closed networks, tests)")
     exchange_delivery_enabled: bool = Field(

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
+import httpx
 import pyarrow.parquet as pq
 import pytest
 from exchange_factories import PERSON_ROWS, add_service, fresh
@@ -24,6 +25,7 @@ from core_factories import fields as all_type_fields
 from core_factories import published, unique
 from onceonly.catalog.models import Resource
 from onceonly.db import Database
+from onceonly.exchange import calls
 from onceonly.exchange.models import Service
 from onceonly.store import service as store
 
@@ -177,6 +179,92 @@ def test_record_by_key(db: Database, p: Plane) -> None:
     problem(p.get(f"/{code}/records/110105199001010000"), 404, "record-not-found", "key")
     one_audit(db, before, mode="api", status=404, records=0)
     problem(p.get(f"/{code}/records/{'1' * 19}"), 400, "invalid-request", "key")  # longer than the field
+
+
+@pytest.mark.parametrize("on_loop", [True, False], ids=["on-the-loop", "in-a-worker-thread"])
+def test_calls_answer_and_are_audited_alike_on_the_loop_and_in_a_worker_thread(
+        db: Database, p: Plane, monkeypatch: pytest.MonkeyPatch, on_loop: bool) -> None:
+    """`Database.reads_on_loop` (a database of this host, as the test servers are) or not (one
+    across the network): the same answers, denials and audit records either way, and the call's
+    reads run where the setting says."""
+    seen: list[bool] = []
+    real = calls.handle
+
+    def spy(ctx: calls.Context, work: Any, *, on_loop: bool = False) -> Any:
+        try:
+            asyncio.get_running_loop()
+            seen.append(True)
+        except RuntimeError:
+            seen.append(False)
+        return real(ctx, work, on_loop=on_loop)
+
+    monkeypatch.setattr(calls, "handle", spy)
+    monkeypatch.setattr(db, "reads_on_loop", on_loop)
+    zhang = PERSON_ROWS[0]
+    before = audit_head(db)
+    r = p.get(f"/{p.code('api')}/records/{zhang['citizen_id']}")
+    assert r.status_code == 200, r.text
+    assert r.json()["record"] == {"citizen_id": zhang["citizen_id"], "name": "张三明", "sex": "2"}
+    one_audit(db, before, mode="api", status=200, records=1)
+    before = audit_head(db)
+    problem(p.get(f"/{p.code('api')}/records/110105199001010000"), 404, "record-not-found", "key")
+    one_audit(db, before, mode="api", status=404, records=0)
+    before = audit_head(db)
+    problem(p.get(f"/{p.code('api')}/records/{zhang['citizen_id']}", key="ook_" + "x" * 43), 401)
+    one_audit(db, before, mode="api", status=401)
+    r = p.post(f"/{p.code('verify')}/verify", json={"records": [{"citizen_id": zhang["citizen_id"], "name": "张三明"}]})
+    assert r.status_code == 200 and r.json()["results"][0]["match"] is True, r.text
+    assert rows_of(p.get(f"/{p.code('query')}/records", params={"citizen_id": zhang["citizen_id"]}))
+    assert seen and set(seen) == {on_loop}
+
+
+def test_a_schema_change_in_progress_never_holds_the_event_loop(db: Database, p: Plane) -> None:
+    """A staff change that alters a resource's table holds its lock until it commits — and its
+    commit may itself wait for the event loop. A record lookup meanwhile must not hold the loop:
+    on PostgreSQL the read on the loop gives up after LOOP_LOCK_TIMEOUT_MS and the call waits in
+    a worker thread (the next calls too, for a while); on SQLite the read does not wait (WAL)
+    but its audit record waits for the write lock, off the loop too. Either way other requests
+    are answered meanwhile and the lookup answers once the change is over."""
+    from sqlalchemy import text
+
+    from onceonly.app import create_app
+    from onceonly.store.tables import table_for
+
+    zhang = PERSON_ROWS[0]
+    with db.session() as s:
+        table = table_for(s.get(Resource, p.services["api"].resource_id)).name  # type: ignore[arg-type]
+    app = create_app(db.settings, db)
+    url = f"{BASE}/{p.code('api')}/records/{zhang['citizen_id']}"
+    auth = {"Authorization": f"Bearer {p.w.key}"}
+    before = audit_head(db)
+
+    async def scenario() -> tuple[int, bool, int, list[int]]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://onceonly.test") as client:
+            locker = db.engine.connect()
+            tx = locker.begin()
+            try:
+                locker.execute(text(f"ALTER TABLE {table} ADD COLUMN probe_loop TEXT"))  # the lock, held
+                lookup = asyncio.create_task(client.get(url, headers=auth))
+                await asyncio.sleep(0.5)  # the read on the loop has given up by now (PostgreSQL)
+                waiting = not lookup.done()
+                health = [(await client.get("/healthz")).status_code for _ in range(3)]  # the loop is free
+            finally:
+                tx.rollback()  # the change is over
+                locker.close()
+            answer = await asyncio.wait_for(lookup, 30)
+            return answer.status_code, waiting, (await client.get(url, headers=auth)).status_code, health
+
+    try:
+        status, waited, next_status, health = asyncio.run(scenario())
+        paused = not db.loop_reads_now()
+    finally:
+        db._loop_paused_until = 0.0
+    assert status == 200 and next_status == 200 and health == [200, 200, 200]
+    assert waited  # PostgreSQL: for the lock, in a worker thread; SQLite: its audit record, for the write lock
+    assert paused is (not db.is_sqlite)
+    one = audit_since(db, before)
+    assert [(r.mode, r.status) for r in one] == [("api", 200), ("api", 200)]  # each call recorded once
 
 
 def test_deleted_record_is_absent_everywhere(db: Database, p: Plane) -> None:

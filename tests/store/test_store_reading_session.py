@@ -131,29 +131,123 @@ def test_the_audit_chain_is_not_appended_in_a_reading_session(db: Database) -> N
 
 
 def test_a_kept_connection_serves_the_same_threads_next_call_and_only_one_is_kept(db: Database, table: Table) -> None:
-    """`reading(keep=True)` (SQLite calls read on the event loop): the thread's next call takes
+    """`reading(on_loop=True)` (the calls read on the event loop): the thread's next call takes
     the same connection instead of a pool checkout; another thread's kept connection replaces
-    it, so however many threads keep, at most one connection stays out of the pool. PostgreSQL
-    ignores it (its connections belong to the pool's threads)."""
+    it, so however many threads keep, at most one connection stays out of the loop's pool."""
     import threading
 
     def conn_of_a_call() -> object:
-        with db.reading(keep=True) as s:
+        with db.reading(on_loop=True) as s:
             assert connection_of(s).execute(select(table.c.s)).scalar_one() == "甲"
             return connection_of(s)
 
     first, second = conn_of_a_call(), conn_of_a_call()
-    assert (first is second) is db.is_sqlite
-    with pytest.raises(RuntimeError, match="boom"), db.reading(keep=True):
+    assert first is second
+    with pytest.raises(RuntimeError, match="boom"), db.reading(on_loop=True):
         raise RuntimeError("boom")  # a denial inside: the connection is still clean, still kept
-    assert (conn_of_a_call() is first) is db.is_sqlite
+    assert conn_of_a_call() is first
 
     for _ in range(30):  # more threads than the pool has connections: none waits for one
         worker = threading.Thread(target=conn_of_a_call)
         worker.start()
         worker.join(timeout=30)
         assert not worker.is_alive()
-    assert db.engine.pool.checkedout() <= (1 if db.is_sqlite else 0)
+    pool = db._loop_reader().pool
+    assert pool.checkedout() <= 1
     assert conn_of_a_call() is not first  # this thread's was replaced by another thread's
     db.dispose()  # the kept one goes back too
-    assert db.engine.pool.checkedout() == 0
+    assert pool.checkedout() == 0
+
+
+def test_a_kept_connection_that_rested_is_pinged_and_replaced_if_dead(
+        db: Database, table: Table, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection kept longer than PING_AFTER_IDLE is pinged before it serves again, as the
+    pool's checkout pings a rested one; if the ping fails it is thrown away for a fresh one."""
+    import onceonly.db as dbmod
+
+    def conn_of_a_call() -> object:
+        with db.reading(on_loop=True) as s:
+            assert connection_of(s).execute(select(table.c.s)).scalar_one() == "甲"
+            return connection_of(s)
+
+    dialect = db._loop_reader().dialect
+    pings: list[bool] = []
+    real_ping = dialect.do_ping
+
+    def ping(raw: object) -> bool:
+        dead = raw is dead_raw
+        pings.append(not dead)
+        if dead:
+            raise OSError("server closed the connection")
+        return bool(real_ping(raw))
+
+    monkeypatch.setattr(dialect, "do_ping", ping)
+    dead_raw: object = None
+    first = conn_of_a_call()
+    assert conn_of_a_call() is first and pings == []  # used a moment ago: trusted
+    monkeypatch.setattr(dbmod, "PING_AFTER_IDLE", 0.0)  # from now on every kept connection has rested
+    assert conn_of_a_call() is first and pings == [True]  # pinged, alive, used again
+    dead_raw = first.connection.dbapi_connection  # type: ignore[attr-defined]
+    replaced = conn_of_a_call()
+    assert replaced is not first and first.closed  # type: ignore[attr-defined]
+    assert replaced.connection.dbapi_connection is not dead_raw  # type: ignore[attr-defined]  # thrown away
+    assert False in pings
+    db.dispose()
+
+
+def test_a_kept_connection_reads_as_a_fresh_one_does(db: Database, table: Table) -> None:
+    """Kept between calls, the connection still begins each call anew: one snapshot per call on
+    SQLite, autocommit (a snapshot per statement) on PostgreSQL — never an old call's snapshot."""
+    with db.reading(on_loop=True) as s:
+        kept = connection_of(s)
+        assert kept.execute(select(table.c.s).where(table.c.n == 1)).scalar_one() == "甲"
+    with db.session(write=True) as other:
+        other.execute(update(table).where(table.c.n == 1).values(s="乙"))
+    try:
+        with db.reading(on_loop=True) as s:
+            assert connection_of(s) is kept
+            assert kept.execute(select(table.c.s).where(table.c.n == 1)).scalar_one() == "乙"
+            with db.session(write=True) as other:
+                other.execute(update(table).where(table.c.n == 1).values(s="丙"))
+            seen = kept.execute(select(table.c.s).where(table.c.n == 1)).scalar_one()
+        assert seen == ("乙" if db.is_sqlite else "丙")
+    finally:
+        with db.session(write=True) as other:
+            other.execute(update(table).where(table.c.n == 1).values(s="甲"))
+        db.dispose()
+
+
+def test_reads_on_the_loop_give_up_on_a_lock_instead_of_waiting(db: Database, table: Table) -> None:
+    """PostgreSQL: the loop's connections wait LOOP_LOCK_TIMEOUT_MS at most for a lock (a schema
+    change in progress), and `loop_gave_up` says so — pausing reads on the loop for a while.
+    Other readers wait as before. SQLite readers never wait for a writer (WAL)."""
+    import time
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    import onceonly.db as dbmod
+
+    locker = db.engine.connect()
+    tx = locker.begin()
+    try:
+        locker.execute(text(f"ALTER TABLE {table.name} ADD COLUMN probe TEXT"))  # held: not committed
+        started = time.monotonic()
+        if db.is_sqlite:
+            with db.reading(on_loop=True) as s:
+                assert connection_of(s).execute(select(table.c.s)).scalar_one() == "甲"
+        else:
+            with pytest.raises(DBAPIError) as caught, db.reading(on_loop=True) as s:
+                connection_of(s).execute(select(table.c.s)).scalar_one()
+            assert time.monotonic() - started < 5  # gave up after its timeout, not after the lock
+            assert db.loop_gave_up(caught.value) and not db.loop_reads_now()
+            with db.reading(on_loop=True) as s:  # the kept connection is fine for the next call
+                assert str(connection_of(s).exec_driver_sql("SHOW lock_timeout").scalar_one()) == \
+                    f"{dbmod.LOOP_LOCK_TIMEOUT_MS}ms"
+    finally:
+        tx.rollback()
+        locker.close()
+        db._loop_paused_until = 0.0
+    assert not db.loop_gave_up(RuntimeError("not a database wait"))
+    assert db.loop_reads_now() is db.reads_on_loop
+    db.dispose()

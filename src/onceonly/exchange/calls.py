@@ -241,7 +241,7 @@ def handle(ctx: Context, work: Callable[[Context], Response | Prepared], *,
     `on_loop` (`run` then audits the denial without blocking the loop, and the event loop's
     thread keeps its connection between calls)."""
     try:
-        with ctx.db.reading(keep=on_loop) as session:
+        with ctx.db.reading(on_loop=on_loop) as session:
             ctx.session = session
             ctx.authenticate(session)
             return work(ctx)
@@ -257,15 +257,23 @@ async def run(db: Database, call: Call, work: Callable[[Context], Response | Pre
     """The whole call: steps 1-2, then step 3 awaited on the event loop (so a call waiting for
     the group commit holds no thread), then the answer or the denial.
 
-    On SQLite steps 1-2 run on the event loop itself: they only read (WAL readers never wait)
-    and take well under a millisecond, less than a hop to a worker thread and back — except a
-    signed call, which claims its nonce under the write lock, and an export, which streams; those
-    run in a worker thread, as every call does on PostgreSQL, whose reads wait on the network.
-    A denial is audited without blocking the loop either way."""
+    Where the database answers from this host (`Database.reads_on_loop`: SQLite, PostgreSQL
+    over a unix socket or loopback) steps 1-2 run on the event loop itself: they only read and
+    take well under a millisecond, less than a hop to a worker thread and back — except a
+    signed call, which claims its nonce in a writing transaction, and an export, which streams;
+    those run in a worker thread, as every call does when the database is across the network,
+    whose round trips must not hold the loop. A read on the loop that waits (PostgreSQL: a lock
+    held by a schema change, a slow statement) gives up after a moment and the call runs again
+    in a worker thread. A denial is audited without blocking the loop either way."""
     ctx = Context(db, call)
     try:
-        if db.is_sqlite and call.mode != "bulk" and not signing.sent(call.request.headers):
-            outcome = handle(ctx, work, on_loop=True)
+        if db.loop_reads_now() and call.mode != "bulk" and not signing.sent(call.request.headers):
+            try:
+                outcome = handle(ctx, work, on_loop=True)
+            except Exception as exc:
+                if not db.loop_gave_up(exc):
+                    raise
+                outcome = await to_thread.run_sync(handle, ctx, work)  # it only read: run it again there
         else:
             outcome = await to_thread.run_sync(handle, ctx, work)  # audits its denials in that thread
         if isinstance(outcome, Response):
