@@ -71,3 +71,24 @@ def spec(provider: Organization, name: str | None = None, **overrides: Any) -> R
 def published(session: Session, provider: Organization, **overrides: Any) -> Resource:
     res = service.create_resource(session, CLI, spec(provider, **overrides))
     return service.publish_resource(session, CLI, res)
+
+
+def lock_watchdog(db: Any, locker: Any, seconds: float = 15.0) -> Any:
+    """A started timer that ends `locker`'s PostgreSQL session after `seconds`: a test holding a
+    lock that a read on the event loop must not wait for then fails (the read finishes once
+    the lock is gone) instead of hanging for good. `.cancel()` it when the test is done."""
+    import threading
+
+    from sqlalchemy import text
+
+    pid = None if db.is_sqlite else locker.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+
+    def end() -> None:
+        if pid is not None:
+            with db.engine.connect() as admin:
+                admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+    timer = threading.Timer(seconds, end)
+    timer.daemon = True
+    timer.start()
+    return timer

@@ -147,12 +147,13 @@ def on_this_host(url: URL) -> bool:
     if any(url.query.get(name) for name in ("hostaddr", "service")) or os.environ.get("PGHOSTADDR") \
             or os.environ.get("PGSERVICE"):
         return False
+    given = url.query.get("host")  # `?host=/run/postgresql` (a socket directory) or `?host=h1:5432&host=h2`
+    hosts = [h for value in ((given,) if isinstance(given, str) else given or ()) for h in value.split(",")]
     if url.host:
-        hosts = [url.host]
-    else:  # `?host=/run/postgresql` (a socket directory) or `?host=h1:5432&host=h2`, else libpq's default
-        given = url.query.get("host")
-        hosts = list(given) if isinstance(given, tuple) else (given or os.environ.get("PGHOST", "")).split(",")
-    return all(_local(host) for host in hosts)  # no host at all: libpq's unix socket
+        hosts.append(url.host)
+    if not hosts:  # libpq's default: PGHOST, else its unix socket
+        hosts = os.environ.get("PGHOST", "").split(",")
+    return all(_local(host) for host in hosts)
 
 
 def _local(host: str) -> bool:
@@ -181,7 +182,17 @@ LOOP_PAUSE = 5.0  # seconds calls read in worker threads after a read on the loo
 _GAVE_UP = ("55P03", "57014")  # lock_not_available, query_canceled (statement_timeout)
 
 
-def _loop_timeouts(dbapi_conn: Any, _record: Any) -> None:
+LOOP_TIMEOUTS_KEY = "onceonly.loop_timeouts"  # session.info of a PostgreSQL `reading(on_loop=True)`
+
+
+class LoopWouldWait(RuntimeError):
+    """A read on the event loop that would have to wait for another thread (raised instead of
+    waiting): the call runs in a worker thread (`Database.loop_gave_up`)."""
+
+
+def loop_timeouts(dbapi_conn: Any, _record: Any) -> None:
+    """`connect` listener of the engines read on the event loop (PostgreSQL): session settings,
+    which a connection pooler in transaction mode would not keep — hence `never` for one."""
     cur = dbapi_conn.cursor()
     cur.execute(f"SET lock_timeout = {LOOP_LOCK_TIMEOUT_MS}")
     cur.execute(f"SET statement_timeout = {LOOP_STATEMENT_TIMEOUT_MS}")
@@ -259,6 +270,8 @@ class Database:
         timeout of the loop's connections, or their pool empty). If so the call should run again
         in a worker thread — it only read — and calls read in worker threads for LOOP_PAUSE
         seconds, so a schema change in progress does not cost every call the timeout."""
+        if isinstance(exc, LoopWouldWait):  # another thread was loading what the call needs: no pause
+            return True
         code = getattr(getattr(exc, "orig", None), "sqlstate", None)
         if code not in _GAVE_UP and not isinstance(exc, PoolTimeout):
             return False
@@ -273,11 +286,12 @@ class Database:
         connections give up on a lock or a slow statement (LOOP_LOCK_TIMEOUT_MS, …)."""
         if self.is_sqlite:
             return self._reader
-        if self._loop_engine is None:
-            engine = make_engine(self.url, pool_size=1, max_overflow=8, pool_timeout=LOOP_POOL_TIMEOUT)
-            event.listen(engine, "connect", _loop_timeouts)
-            self._loop_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-        return self._loop_engine
+        with self._kept_lock:
+            if self._loop_engine is None:
+                engine = make_engine(self.url, pool_size=1, max_overflow=8, pool_timeout=LOOP_POOL_TIMEOUT)
+                event.listen(engine, "connect", loop_timeouts)
+                self._loop_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+            return self._loop_engine
 
     @contextmanager
     def reading(self, *, on_loop: bool = False) -> Iterator[Session]:
@@ -308,6 +322,8 @@ class Database:
             session = self.sessions(bind=conn, join_transaction_mode="rollback_only")
             session.info[CONNECTION_KEY] = conn
             session.info[READ_ONLY_KEY] = True
+            if on_loop and not self.is_sqlite:
+                session.info[LOOP_TIMEOUTS_KEY] = True  # exchange/snapshot.py: a cache miss gives up too
             try:
                 yield session
             finally:

@@ -22,7 +22,7 @@ from exchange_factories import PERSON_ROWS, add_service, fresh
 from test_exchange_data_kit import BASE, Plane, audit_head, audit_since, make_plane, one_audit, problem, rows_of
 
 from core_factories import fields as all_type_fields
-from core_factories import published, unique
+from core_factories import lock_watchdog, published, unique
 from onceonly.catalog.models import Resource
 from onceonly.db import Database
 from onceonly.exchange import calls
@@ -200,6 +200,7 @@ def test_calls_answer_and_are_audited_alike_on_the_loop_and_in_a_worker_thread(
 
     monkeypatch.setattr(calls, "handle", spy)
     monkeypatch.setattr(db, "reads_on_loop", on_loop)
+    monkeypatch.setattr(db, "_loop_paused_until", 0.0)
     zhang = PERSON_ROWS[0]
     before = audit_head(db)
     r = p.get(f"/{p.code('api')}/records/{zhang['citizen_id']}")
@@ -218,7 +219,8 @@ def test_calls_answer_and_are_audited_alike_on_the_loop_and_in_a_worker_thread(
     assert seen and set(seen) == {on_loop}
 
 
-def test_a_schema_change_in_progress_never_holds_the_event_loop(db: Database, p: Plane) -> None:
+def test_a_schema_change_in_progress_never_holds_the_event_loop(db: Database, p: Plane,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """A staff change that alters a resource's table holds its lock until it commits — and its
     commit may itself wait for the event loop. A record lookup meanwhile must not hold the loop:
     on PostgreSQL the read on the loop gives up after LOOP_LOCK_TIMEOUT_MS and the call waits in
@@ -230,6 +232,8 @@ def test_a_schema_change_in_progress_never_holds_the_event_loop(db: Database, p:
     from onceonly.app import create_app
     from onceonly.store.tables import table_for
 
+    monkeypatch.setattr(db, "reads_on_loop", True)  # as with the test servers, whichever host they are on
+    monkeypatch.setattr(db, "_loop_paused_until", 0.0)
     zhang = PERSON_ROWS[0]
     with db.session() as s:
         table = table_for(s.get(Resource, p.services["api"].resource_id)).name  # type: ignore[arg-type]
@@ -243,6 +247,7 @@ def test_a_schema_change_in_progress_never_holds_the_event_loop(db: Database, p:
         async with httpx.AsyncClient(transport=transport, base_url="http://onceonly.test") as client:
             locker = db.engine.connect()
             tx = locker.begin()
+            watchdog = lock_watchdog(db, locker)
             try:
                 locker.execute(text(f"ALTER TABLE {table} ADD COLUMN probe_loop TEXT"))  # the lock, held
                 lookup = asyncio.create_task(client.get(url, headers=auth))
@@ -250,16 +255,14 @@ def test_a_schema_change_in_progress_never_holds_the_event_loop(db: Database, p:
                 waiting = not lookup.done()
                 health = [(await client.get("/healthz")).status_code for _ in range(3)]  # the loop is free
             finally:
+                watchdog.cancel()
                 tx.rollback()  # the change is over
                 locker.close()
             answer = await asyncio.wait_for(lookup, 30)
             return answer.status_code, waiting, (await client.get(url, headers=auth)).status_code, health
 
-    try:
-        status, waited, next_status, health = asyncio.run(scenario())
-        paused = not db.loop_reads_now()
-    finally:
-        db._loop_paused_until = 0.0
+    status, waited, next_status, health = asyncio.run(scenario())
+    paused = not db.loop_reads_now()
     assert status == 200 and next_status == 200 and health == [200, 200, 200]
     assert waited  # PostgreSQL: for the lock, in a worker thread; SQLite: its audit record, for the write lock
     assert paused is (not db.is_sqlite)

@@ -112,3 +112,45 @@ def test_the_last_used_stamp_is_written_without_touching_the_cache(db: Database,
         assert stored.last_used_at is not None
         assert credentials.authenticate(s, w.key) is cached  # still the cached copy, unchanged
     assert cached.last_used_at is None
+
+
+def test_a_cache_miss_on_the_event_loop_gives_up_rather_than_wait_for_another_loader(
+        db: Database, w: World) -> None:
+    """PostgreSQL: a call reading on the event loop whose metadata is not cached does not wait
+    for another thread's load (nor for a lock, on its own connection): it raises LoopWouldWait
+    and the call runs in a worker thread. Elsewhere a miss waits its turn, as before."""
+    import threading
+
+    from onceonly.db import LOOP_TIMEOUTS_KEY, LoopWouldWait
+
+    code = w.person_service.code
+    with db.reading(on_loop=True) as s:
+        snap = snapshot.snapshot_of(s)
+        assert snap is not None
+        assert bool(s.info.get(LOOP_TIMEOUTS_KEY)) is (not db.is_sqlite)
+    snap.entries = {}  # nothing cached
+    holder_ready, release = threading.Event(), threading.Event()
+
+    def other_loader() -> None:
+        with snap._lock:
+            holder_ready.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=other_loader)
+    holder.start()
+    holder_ready.wait(10)
+    try:
+        if not db.is_sqlite:
+            with pytest.raises(LoopWouldWait), db.reading(on_loop=True) as s:
+                snapshot.service(s, code)
+            assert db.loop_gave_up(LoopWouldWait("x")) and db.loop_reads_now() is db.reads_on_loop  # no pause
+        threading.Timer(0.2, release.set).start()
+        with db.reading() as s:  # not on the loop: waits for the other load, then loads
+            assert snapshot.service(s, code) is not None
+    finally:
+        release.set()
+        holder.join(10)
+    with db.reading(on_loop=True) as s:  # nobody loading: a miss on the loop loads as usual
+        snap.entries = {}
+        assert snapshot.service(s, code) is not None
+    db.dispose()

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, Text, func, insert, select, update
 
+from core_factories import lock_watchdog
 from onceonly.catalog.models import Organization
 from onceonly.db import Database, ReadOnlySession, connection_of
 from onceonly.kit.identifiers import make_uscc
@@ -230,6 +231,7 @@ def test_reads_on_the_loop_give_up_on_a_lock_instead_of_waiting(db: Database, ta
 
     locker = db.engine.connect()
     tx = locker.begin()
+    watchdog = lock_watchdog(db, locker)
     try:
         locker.execute(text(f"ALTER TABLE {table.name} ADD COLUMN probe TEXT"))  # held: not committed
         started = time.monotonic()
@@ -241,13 +243,20 @@ def test_reads_on_the_loop_give_up_on_a_lock_instead_of_waiting(db: Database, ta
                 connection_of(s).execute(select(table.c.s)).scalar_one()
             assert time.monotonic() - started < 5  # gave up after its timeout, not after the lock
             assert db.loop_gave_up(caught.value) and not db.loop_reads_now()
-            with db.reading(on_loop=True) as s:  # the kept connection is fine for the next call
-                assert str(connection_of(s).exec_driver_sql("SHOW lock_timeout").scalar_one()) == \
-                    f"{dbmod.LOOP_LOCK_TIMEOUT_MS}ms"
     finally:
+        watchdog.cancel()
         tx.rollback()
         locker.close()
         db._loop_paused_until = 0.0
+    if not db.is_sqlite:
+        db.dispose()  # a fresh connection of the loop's engine has the timeouts too
+        with db.reading(on_loop=True) as s:
+            settings = {name: str(connection_of(s).exec_driver_sql(f"SHOW {name}").scalar_one())
+                        for name in ("lock_timeout", "statement_timeout")}
+        assert settings == {"lock_timeout": f"{dbmod.LOOP_LOCK_TIMEOUT_MS}ms",
+                            "statement_timeout": f"{dbmod.LOOP_STATEMENT_TIMEOUT_MS}ms"}
+        with db.reading() as s:  # other reads wait as they always did
+            assert str(connection_of(s).exec_driver_sql("SHOW lock_timeout").scalar_one()) == "0"
     assert not db.loop_gave_up(RuntimeError("not a database wait"))
     assert db.loop_reads_now() is db.reads_on_loop
     db.dispose()

@@ -39,6 +39,7 @@ def _no_libpq_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     (f"{PG}/onceonly?host=localhost:5432&host=db.internal:5432", False),
     (f"{PG}localhost.example.org/onceonly", False),
     (f"{PG}localhost/onceonly?hostaddr=10.1.2.3", False),  # libpq connects to hostaddr
+    (f"{PG}localhost/onceonly?host=db.internal", False),  # psycopg is given both hosts
     (f"{PG}/onceonly?service=exchange", False),  # a service file's host is not known here
 ])
 def test_a_database_on_this_host_is_read_on_the_loop(url: str, local: bool) -> None:

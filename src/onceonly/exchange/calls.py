@@ -273,7 +273,8 @@ async def run(db: Database, call: Call, work: Callable[[Context], Response | Pre
             except Exception as exc:
                 if not db.loop_gave_up(exc):
                     raise
-                outcome = await to_thread.run_sync(handle, ctx, work)  # it only read: run it again there
+                ctx = Context(db, call)  # it only read: run it again there, afresh
+                outcome = await to_thread.run_sync(handle, ctx, work)
         else:
             outcome = await to_thread.run_sync(handle, ctx, work)  # audits its denials in that thread
         if isinstance(outcome, Response):

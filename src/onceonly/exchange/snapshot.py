@@ -27,7 +27,15 @@ from sqlalchemy.orm import ORMExecuteState, Session
 
 from onceonly.catalog import repository as catalog_repo
 from onceonly.catalog.models import Resource
-from onceonly.db import Database, connection_of, make_engine
+from onceonly.db import (
+    LOOP_LOCK_TIMEOUT_MS,
+    LOOP_TIMEOUTS_KEY,
+    Database,
+    LoopWouldWait,
+    connection_of,
+    loop_timeouts,
+    make_engine,
+)
 from onceonly.exchange import repository as repo
 from onceonly.exchange.models import Credential, Grant, Service
 
@@ -73,6 +81,7 @@ class Snapshot:
         self.loads = 0  # misses loaded (tests and observability)
         self._lock = threading.Lock()
         self._engine: Engine | None = None
+        self._loop_engine: Engine | None = None
 
     def get(self, session: Session, key: tuple[Any, ...], load: Callable[[Session], T],
             keep: Callable[[T], bool] = lambda _: True) -> T:
@@ -82,8 +91,11 @@ class Snapshot:
             hit = self.entries.get(key, _MISS)
             if hit is not _MISS:
                 return cast(T, hit)
-        with self._lock:
-            with Session(self._loader(), expire_on_commit=False) as own:
+        on_loop = bool(session.info.get(LOOP_TIMEOUTS_KEY))  # a read on the event loop gives up rather than wait
+        if not self._lock.acquire(timeout=LOOP_LOCK_TIMEOUT_MS / 1000 if on_loop else -1):
+            raise LoopWouldWait("another call is loading the exchange metadata")
+        try:
+            with Session(self._loader(on_loop), expire_on_commit=False) as own:
                 if token(own) != current:
                     return load(session)
                 value = load(own)
@@ -93,6 +105,8 @@ class Snapshot:
                 if self.token != current or len(self.entries) >= MAX_ENTRIES:
                     self.entries, self.token = {}, current
                 self.entries[key] = value
+        finally:
+            self._lock.release()
         return value
 
     def derived(self, session: Session, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
@@ -110,16 +124,24 @@ class Snapshot:
                 self.entries[key] = value
         return value
 
-    def _loader(self) -> Engine:
+    def _loader(self, on_loop: bool = False) -> Engine:
+        """The snapshot's own engine (one connection, used under the lock); for a read on the event
+        loop one whose statements give up on a lock or a slow statement, as the loop's do."""
+        if on_loop:
+            if self._loop_engine is None:
+                self._loop_engine = make_engine(self.url, pool_size=1, max_overflow=0)
+                event.listen(self._loop_engine, "connect", loop_timeouts)
+            return self._loop_engine
         if self._engine is None:
             self._engine = make_engine(self.url, pool_size=1, max_overflow=0)
         return self._engine
 
     def close(self) -> None:
         with self._lock:
-            if self._engine is not None:
-                self._engine.dispose()
-                self._engine = None
+            for engine in (self._engine, self._loop_engine):
+                if engine is not None:
+                    engine.dispose()
+            self._engine = self._loop_engine = None
             self.entries, self.token = {}, None
 
 
