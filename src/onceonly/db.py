@@ -311,9 +311,8 @@ class Database:
         slow statement, see `loop_gave_up`) and is kept for the next `reading(on_loop=True)` of
         the same thread instead of going back to the pool, which cost a tenth of a cached record
         lookup. One is kept per database; another thread's takes its place, and one that rested
-        longer than PING_AFTER_IDLE is pinged before it is used again."""
-        keep = on_loop
-        conn = self._take_kept() if keep else None
+        PING_AFTER_IDLE or longer is pinged before it is used again."""
+        conn = self._take_kept() if on_loop else None
         if conn is None:
             conn = (self._loop_reader() if on_loop else self._reader).connect()
         clean = False
@@ -335,7 +334,7 @@ class Database:
                         conn.rollback()  # read only: nothing to keep
                     clean = not conn.invalidated and not conn.in_transaction()
         finally:
-            if keep and clean:
+            if on_loop and clean:
                 self._keep(conn)
             else:
                 conn.close()
